@@ -1,0 +1,132 @@
+"""Input checks shared by every module.
+
+Every check raises :class:`~evalkit.EvalkitInputError` with a message that names the
+field and the first offending rows, so an evaluator can find the bad record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, get_args
+
+import numpy as np
+import pandas as pd
+
+from evalkit._errors import EvalkitInputError
+from evalkit._typing import ArrayLike, FloatArray
+
+MAX_ROWS_SHOWN = 5
+
+
+def describe_rows(labels: Sequence[Any], mask: np.ndarray) -> str:
+    """Return ``"rows 3, 8 (and 2 more)"`` for the labels where ``mask`` is true."""
+    bad = [labels[int(i)] for i in np.flatnonzero(mask)]
+    shown = ", ".join(str(label) for label in bad[:MAX_ROWS_SHOWN])
+    extra = f" (and {len(bad) - MAX_ROWS_SHOWN} more)" if len(bad) > MAX_ROWS_SHOWN else ""
+    noun = "row" if len(bad) == 1 else "rows"
+    return f"{noun} {shown}{extra}"
+
+
+def check_option(name: str, value: object, allowed_type: Any) -> None:
+    """Check a keyword option against the values of its ``Literal`` type.
+
+    Parameters
+    ----------
+    name
+        The option's name, as the user typed it.
+    value
+        The value passed.
+    allowed_type
+        A ``typing.Literal`` whose arguments are the allowed values.
+    """
+    allowed = get_args(allowed_type)
+    if value not in allowed:
+        options = ", ".join(repr(a) for a in allowed)
+        raise EvalkitInputError(f"{name}={value!r} is not allowed; choose one of {options}.")
+
+
+def as_float_array(value: ArrayLike, name: str) -> tuple[FloatArray, list[Any]]:
+    """Convert a scalar, sequence or Series to a 1-d float64 array and row labels.
+
+    Missing or non-numeric entries raise an error naming ``name`` and the rows.
+    """
+    if isinstance(value, pd.Series):
+        labels = list(value.index)
+        raw = value.to_numpy(dtype=object)
+    else:
+        raw = np.atleast_1d(np.asarray(value, dtype=object))
+        if raw.ndim != 1:
+            raise EvalkitInputError(
+                f"{name} must be a scalar or one-dimensional, got shape {raw.shape}."
+            )
+        labels = list(range(raw.shape[0]))
+    out = np.empty(raw.shape[0], dtype=np.float64)
+    bad = np.zeros(raw.shape[0], dtype=bool)
+    for i, item in enumerate(raw):
+        if isinstance(item, bool | np.bool_) or item is None:
+            bad[i] = True
+            continue
+        try:
+            out[i] = float(item)
+        except (TypeError, ValueError):
+            bad[i] = True
+    if bad.any():
+        raise EvalkitInputError(
+            f"{name} must be numeric; non-numeric values at {describe_rows(labels, bad)}."
+        )
+    missing = np.isnan(out)
+    if missing.any():
+        raise EvalkitInputError(f"{name} has missing values at {describe_rows(labels, missing)}.")
+    infinite = np.isinf(out)
+    if infinite.any():
+        raise EvalkitInputError(f"{name} has infinite values at {describe_rows(labels, infinite)}.")
+    return out, labels
+
+
+def require(mask_ok: np.ndarray, name: str, labels: Sequence[Any], what: str) -> None:
+    """Raise unless every entry of ``mask_ok`` is true; ``what`` says what is required."""
+    bad = ~np.asarray(mask_ok, dtype=bool)
+    if bad.any():
+        raise EvalkitInputError(f"{name} must be {what}; violated at {describe_rows(labels, bad)}.")
+
+
+def broadcast_inputs(**fields: ArrayLike | None) -> tuple[dict[str, FloatArray], list[Any], bool]:
+    """Convert several inputs to float arrays of one common length.
+
+    Returns the arrays (``None`` entries are left out), the row labels (taken from
+    the first Series, else positions) and whether every input was a scalar.
+    """
+    arrays: dict[str, FloatArray] = {}
+    labels: list[Any] | None = None
+    labels_from_series = False
+    scalar = True
+    length = 1
+    for name, value in fields.items():
+        if value is None:
+            continue
+        arr, lab = as_float_array(value, name)
+        if arr.shape[0] != 1:
+            scalar = False
+            if length not in (1, arr.shape[0]):
+                raise EvalkitInputError(
+                    f"{name} has {arr.shape[0]} rows but other inputs have {length}."
+                )
+            length = arr.shape[0]
+            if labels is None or (isinstance(value, pd.Series) and not labels_from_series):
+                labels = lab
+                labels_from_series = isinstance(value, pd.Series)
+        arrays[name] = arr
+    for name, arr in arrays.items():
+        if arr.shape[0] == 1 and length > 1:
+            arrays[name] = np.repeat(arr, length)
+    return arrays, labels if labels is not None else list(range(length)), scalar
+
+
+def require_columns(data: pd.DataFrame, columns: Iterable[str], *, what: str = "data") -> None:
+    """Raise if any of ``columns`` is missing from ``data``."""
+    missing = [c for c in columns if c not in data.columns]
+    if missing:
+        have = ", ".join(map(str, data.columns[:12]))
+        raise EvalkitInputError(
+            f"{what} is missing required column(s) {', '.join(missing)}; it has: {have}."
+        )

@@ -1,0 +1,15 @@
+"""Data for evaluations: validation, the simulated district and bundled datasets."""
+
+from evalkit.data.simulate import CONDITIONS, District, DistrictTruth, simulate_district
+from evalkit.data.validate import check_columns, check_nesting, check_unique, missing_report
+
+__all__ = [
+    "CONDITIONS",
+    "District",
+    "DistrictTruth",
+    "check_columns",
+    "check_nesting",
+    "check_unique",
+    "missing_report",
+    "simulate_district",
+]

@@ -1,0 +1,145 @@
+"""Disclosure avoidance for tables of student counts: primary and complementary suppression.
+
+A cell is suppressed when it rests on fewer than ``threshold`` students (most states
+use 10; published minimums range from 5 to 30). Suppression is then made
+complementary. Every line of the table (a row with its row total, a column with its
+column total, the margins with the grand total) is an equation; in each, the
+suppressed entries (cells and total) number either none or at least two, and where
+the total is published the suppressed cells together hold at least ``threshold``
+students. So subtracting published cells from a total reveals no single cell and
+no group of fewer than ``threshold`` students, and a suppressed total cannot be
+rebuilt from published cells. Where a line cannot be protected with its own cells,
+its total is suppressed too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from evalkit._errors import EvalkitInputError
+
+DEFAULT_THRESHOLD = 10
+
+
+@dataclass(frozen=True)
+class SuppressedCounts:
+    """Which cells of a two-way count table (with margins) are suppressed.
+
+    ``cells`` has the table's shape; ``row_totals`` and ``col_totals`` follow the
+    rows and columns; ``grand_total`` is a single flag. ``primary`` marks cells
+    suppressed for being small (the rest of ``cells`` are complementary).
+    """
+
+    cells: npt.NDArray[np.bool_]
+    row_totals: npt.NDArray[np.bool_]
+    col_totals: npt.NDArray[np.bool_]
+    grand_total: bool
+    primary: npt.NDArray[np.bool_]
+
+
+def _check_counts(counts: npt.NDArray[np.float64], threshold: int) -> None:
+    if isinstance(threshold, bool) or not isinstance(threshold, int | np.integer) or threshold < 1:
+        raise EvalkitInputError(
+            f"threshold must be a whole number of at least 1, got {threshold!r}."
+        )
+    if counts.ndim != 2:
+        raise EvalkitInputError("counts must be a two-dimensional table.")
+    if (counts < 0).any() or not np.allclose(counts, np.round(counts)):
+        raise EvalkitInputError("counts must be non-negative whole numbers.")
+
+
+def suppress_counts(
+    counts: npt.ArrayLike, *, threshold: int = DEFAULT_THRESHOLD
+) -> SuppressedCounts:
+    """Suppress small cells of a count table and add complementary suppressions.
+
+    Parameters
+    ----------
+    counts
+        A two-dimensional array of counts (rows × columns). A one-way table is a
+        single column.
+    threshold
+        Smallest number of students a published cell may rest on.
+
+    Returns
+    -------
+    SuppressedCounts
+
+    Examples
+    --------
+    >>> out = suppress_counts([[25], [4], [30]], threshold=10)
+    >>> out.cells.ravel().tolist()
+    [True, True, False]
+    """
+    table = np.asarray(counts, dtype=np.float64)
+    _check_counts(table, threshold)
+    n_rows, n_cols = table.shape
+    # Lay every cell (margins included) out in one vector: cells, row totals,
+    # column totals, grand total.
+    values = np.concatenate([table.ravel(), table.sum(axis=1), table.sum(axis=0), [table.sum()]])
+    cell_id = np.arange(n_rows * n_cols).reshape(n_rows, n_cols)
+    row_total_id = n_rows * n_cols + np.arange(n_rows)
+    col_total_id = n_rows * n_cols + n_rows + np.arange(n_cols)
+    grand_id = values.size - 1
+    lines: list[tuple[int, list[int]]] = []
+    for i in range(n_rows):
+        if n_cols > 1:
+            lines.append((int(row_total_id[i]), [int(c) for c in cell_id[i]]))
+    for j in range(n_cols):
+        lines.append((int(col_total_id[j]), [int(c) for c in cell_id[:, j]]))
+    if n_cols > 1:
+        lines.append((grand_id, [int(c) for c in col_total_id]))
+        lines.append((grand_id, [int(c) for c in row_total_id]))
+    else:
+        # A one-way table: the column total is the grand total.
+        values[grand_id] = values[col_total_id[0]]
+    suppressed = (values > 0) & (values < threshold)
+    primary = suppressed.copy()
+    changed = True
+    while changed:
+        changed = False
+        for total, members in lines:
+            if _line_is_safe(total, members, values, suppressed, threshold):
+                continue
+            candidates = [m for m in members if not suppressed[m]]
+            if candidates:
+                # Prefer the smallest non-empty cell: it costs the least information.
+                candidates.sort(key=lambda m: (values[m] == 0, values[m]))
+                suppressed[candidates[0]] = True
+            else:
+                suppressed[total] = True
+            changed = True
+    if n_cols == 1:
+        suppressed[row_total_id] = suppressed[cell_id[:, 0]]
+        suppressed[grand_id] = suppressed[col_total_id[0]]
+    return SuppressedCounts(
+        cells=suppressed[cell_id],
+        row_totals=suppressed[row_total_id],
+        col_totals=suppressed[col_total_id],
+        grand_total=bool(suppressed[grand_id]),
+        primary=primary[cell_id],
+    )
+
+
+def _line_is_safe(
+    total: int,
+    members: list[int],
+    values: npt.NDArray[np.float64],
+    suppressed: npt.NDArray[np.bool_],
+    threshold: int,
+) -> bool:
+    """A line (total = sum of members) is safe when it hides no entry, or at least two.
+
+    With a published total, the hidden members must also hold ``threshold`` or more
+    students together, or subtraction would reveal a small group.
+    """
+    hidden = [m for m in members if suppressed[m]]
+    n_hidden = len(hidden) + int(suppressed[total])
+    if n_hidden == 0:
+        return True
+    if n_hidden == 1:
+        return False
+    return bool(suppressed[total]) or values[hidden].sum() >= threshold
