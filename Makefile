@@ -36,7 +36,7 @@ typecheck: $(STAMP)
 
 ## docs: build the documentation, executing every example (fails on any error)
 docs: $(STAMP)
-	$(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/effectsize.py

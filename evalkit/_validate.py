@@ -7,7 +7,7 @@ field and the first offending rows, so an evaluator can find the bad record.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, get_args
+from typing import Any, cast, get_args
 
 import numpy as np
 import pandas as pd
@@ -45,35 +45,31 @@ def check_option(name: str, value: object, allowed_type: Any) -> None:
         raise EvalkitInputError(f"{name}={value!r} is not allowed; choose one of {options}.")
 
 
-def as_float_array(value: ArrayLike, name: str) -> tuple[FloatArray, list[Any]]:
-    """Convert a scalar, sequence or Series to a 1-d float64 array and row labels.
+def as_float_array(value: ArrayLike, name: str) -> tuple[FloatArray, Sequence[Any]]:
+    """Convert a scalar, sequence or Series to a 1-d float64 array and its row labels.
 
-    Missing or non-numeric entries raise an error naming ``name`` and the rows.
+    Numeric input converts without a copy of Python objects; other input is checked
+    entry by entry so that missing or non-numeric entries raise an error naming
+    ``name`` and the rows. Labels are the Series index, else positions.
     """
     if isinstance(value, pd.Series):
-        labels = list(value.index)
-        raw = value.to_numpy(dtype=object)
+        # An Index supports len() and positional lookup, all describe_rows needs.
+        labels: Sequence[Any] = cast(Sequence[Any], value.index)
+        raw = value.to_numpy()
     else:
-        raw = np.atleast_1d(np.asarray(value, dtype=object))
-        if raw.ndim != 1:
+        raw = np.asarray(value)
+        if raw.ndim > 1:
             raise EvalkitInputError(
                 f"{name} must be a scalar or one-dimensional, got shape {raw.shape}."
             )
-        labels = list(range(raw.shape[0]))
-    out = np.empty(raw.shape[0], dtype=np.float64)
-    bad = np.zeros(raw.shape[0], dtype=bool)
-    for i, item in enumerate(raw):
-        if isinstance(item, bool | np.bool_) or item is None:
-            bad[i] = True
-            continue
-        try:
-            out[i] = float(item)
-        except (TypeError, ValueError):
-            bad[i] = True
-    if bad.any():
-        raise EvalkitInputError(
-            f"{name} must be numeric; non-numeric values at {describe_rows(labels, bad)}."
-        )
+        raw = np.atleast_1d(raw)
+        labels = range(raw.shape[0])
+    if raw.dtype.kind == "b":
+        raise EvalkitInputError(f"{name} must be numeric, not true/false values.")
+    if raw.dtype.kind in "iuf":
+        out = raw.astype(np.float64, copy=False)
+    else:
+        out = _coerce_objects(raw, name, labels)
     missing = np.isnan(out)
     if missing.any():
         raise EvalkitInputError(f"{name} has missing values at {describe_rows(labels, missing)}.")
@@ -83,6 +79,23 @@ def as_float_array(value: ArrayLike, name: str) -> tuple[FloatArray, list[Any]]:
     return out, labels
 
 
+def _coerce_objects(raw: np.ndarray, name: str, labels: Sequence[Any]) -> FloatArray:
+    """Convert object or string entries to floats, naming the rows that are not numbers."""
+    coerced = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(
+        dtype=np.float64
+    )
+    present = ~pd.isna(pd.Series(raw, dtype=object)).to_numpy()
+    flags = np.fromiter(
+        (isinstance(item, bool | np.bool_) for item in raw), dtype=bool, count=raw.size
+    )
+    bad = (np.isnan(coerced) & present) | flags
+    if bad.any():
+        raise EvalkitInputError(
+            f"{name} must be numeric; non-numeric values at {describe_rows(labels, bad)}."
+        )
+    return coerced
+
+
 def require(mask_ok: np.ndarray, name: str, labels: Sequence[Any], what: str) -> None:
     """Raise unless every entry of ``mask_ok`` is true; ``what`` says what is required."""
     bad = ~np.asarray(mask_ok, dtype=bool)
@@ -90,14 +103,16 @@ def require(mask_ok: np.ndarray, name: str, labels: Sequence[Any], what: str) ->
         raise EvalkitInputError(f"{name} must be {what}; violated at {describe_rows(labels, bad)}.")
 
 
-def broadcast_inputs(**fields: ArrayLike | None) -> tuple[dict[str, FloatArray], list[Any], bool]:
+def broadcast_inputs(
+    **fields: ArrayLike | None,
+) -> tuple[dict[str, FloatArray], Sequence[Any], bool]:
     """Convert several inputs to float arrays of one common length.
 
     Returns the arrays (``None`` entries are left out), the row labels (taken from
     the first Series, else positions) and whether every input was a scalar.
     """
     arrays: dict[str, FloatArray] = {}
-    labels: list[Any] | None = None
+    labels: Sequence[Any] | None = None
     labels_from_series = False
     scalar = True
     length = 1
@@ -118,8 +133,8 @@ def broadcast_inputs(**fields: ArrayLike | None) -> tuple[dict[str, FloatArray],
         arrays[name] = arr
     for name, arr in arrays.items():
         if arr.shape[0] == 1 and length > 1:
-            arrays[name] = np.repeat(arr, length)
-    return arrays, labels if labels is not None else list(range(length)), scalar
+            arrays[name] = np.broadcast_to(arr, (length,))
+    return arrays, labels if labels is not None else range(length), scalar
 
 
 def require_columns(data: pd.DataFrame, columns: Iterable[str], *, what: str = "data") -> None:

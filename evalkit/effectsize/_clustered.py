@@ -9,6 +9,7 @@ v4.1 Supplement and v5.0, Appendix E).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from evalkit.effectsize._record import EffectSize, make_record
 
 
 def check_cluster_inputs(
-    n_total: FloatArray, cluster_size: FloatArray, icc: FloatArray, labels: list[Any]
+    n_total: FloatArray, cluster_size: FloatArray, icc: FloatArray, labels: Sequence[Any]
 ) -> None:
     """Validate ``N``, ``n`` and ``ρ`` for the clustered-design formulas."""
     require((icc >= 0.0) & (icc < 1.0), "icc", labels, "in [0, 1)")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 from evalkit._errors import EvalkitInputError
 from evalkit._typing import FloatArray
@@ -31,7 +32,8 @@ class EffectSize:
     method
         A short statement of the formula used, for table notes.
     index
-        Row labels for vectorised results (the inputs' Series index, else positions).
+        Row labels for vectorised results (the inputs' Series index, else positions);
+        ``None`` for scalar results.
     """
 
     estimate: Any
@@ -42,14 +44,14 @@ class EffectSize:
     p_value: Any
     level: float
     method: str
-    index: list[Any] = field(default_factory=list)
+    index: pd.Index | None = None
 
     def to_frame(self) -> pd.DataFrame:
         """Return one row per effect size with the columns of the record."""
         columns = ["estimate", "variance", "se", "ci_low", "ci_high", "p_value"]
         frame = pd.DataFrame(
             {name: np.atleast_1d(getattr(self, name)) for name in columns},
-            index=self.index or None,
+            index=self.index,
         )
         frame["method"] = self.method
         return frame
@@ -67,7 +69,7 @@ def make_record(
     *,
     level: float,
     method: str,
-    labels: list[Any],
+    labels: Sequence[Any],
     scalar: bool,
 ) -> EffectSize:
     """Build an :class:`EffectSize` from estimates and variances (normal-theory CI)."""
@@ -75,7 +77,7 @@ def make_record(
     se = np.sqrt(variance)
     z = stats.norm.ppf(0.5 + level / 2.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        p_value = 2.0 * stats.norm.sf(np.abs(estimate / se))
+        p_value = 2.0 * special.ndtr(-np.abs(estimate / se))
     values = {
         "estimate": estimate,
         "variance": variance,
@@ -85,7 +87,6 @@ def make_record(
         "p_value": p_value,
     }
     if scalar:
-        return EffectSize(
-            **{k: float(v[0]) for k, v in values.items()}, level=level, method=method, index=[]
-        )
-    return EffectSize(**values, level=level, method=method, index=list(labels))
+        first = {k: float(v[0]) for k, v in values.items()}
+        return EffectSize(**first, level=level, method=method)  # type: ignore[arg-type]
+    return EffectSize(**values, level=level, method=method, index=pd.Index(labels))

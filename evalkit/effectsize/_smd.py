@@ -6,6 +6,7 @@ Sources: WWC Procedures Handbook v5.0 (2022), Appendix E; Hedges (1981); Borenst
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -43,7 +44,7 @@ def _pooled(arrays: dict[str, FloatArray]) -> FloatArray:
     return np.asarray(np.sqrt(pooled_var), dtype=np.float64)
 
 
-def _check_groups(arrays: dict[str, FloatArray], labels: list[Any]) -> None:
+def _check_groups(arrays: dict[str, FloatArray], labels: Sequence[Any]) -> None:
     for name in ("n_t", "n_c"):
         if name in arrays:
             require(arrays[name] > 1.0, name, labels, "greater than 1")
@@ -66,7 +67,7 @@ def _cluster_arrays(
 def _finish(
     d: FloatArray,
     arrays: dict[str, FloatArray],
-    labels: list[Any],
+    labels: Sequence[Any],
     scalar: bool,
     *,
     correction: SmallSampleCorrection,

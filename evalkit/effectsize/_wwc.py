@@ -77,7 +77,7 @@ def pool_fixed(effect: ArrayLike, se: ArrayLike, *, level: float = 0.95) -> Effe
         np.array([variance]),
         level=level,
         method=f"fixed-effect inverse-variance pooling of {len(weights)} findings",
-        labels=[],
+        labels=range(0),
         scalar=True,
     )
 
@@ -224,5 +224,6 @@ def benjamini_hochberg(p_values: ArrayLike, *, alpha: float = 0.05) -> pd.DataFr
     adjusted = np.empty(m)
     adjusted[order] = adjusted_sorted
     return pd.DataFrame(
-        {"p_value": p, "p_adjusted": adjusted, "significant": adjusted <= alpha}, index=labels
+        {"p_value": p, "p_adjusted": adjusted, "significant": adjusted <= alpha},
+        index=pd.Index(labels),
     )
