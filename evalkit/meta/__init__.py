@@ -1,0 +1,103 @@
+"""Meta-analysis: fixed and random effects, meta-regression (metafor's ``rma.uni``)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from evalkit.meta._algebra import ModelMethod, Tau2Method
+from evalkit.meta._input import prepare
+from evalkit.meta._results import MetaResults
+from evalkit.meta._univariate import TestMethod, fit
+
+__all__ = ["MetaResults", "fixed_effect", "meta_regression", "random_effects"]
+
+
+def random_effects(
+    data: pd.DataFrame,
+    *,
+    effect: str,
+    variance: str,
+    method: Tau2Method = "REML",
+    test: TestMethod = "z",
+    level: float = 0.95,
+) -> MetaResults:
+    """Random-effects meta-analysis of one effect size per study.
+
+    Parameters
+    ----------
+    data
+        One row per effect size.
+    effect, variance
+        Columns holding the effect sizes and their sampling variances.
+    method
+        τ² estimator: ``"REML"`` (default), ``"ML"``, ``"DL"``, ``"PM"``, ``"EB"``,
+        ``"HS"``, ``"SJ"`` or ``"HE"`` (metafor's definitions).
+    test
+        ``"z"`` or ``"knha"`` (Knapp–Hartung: t with k − 1 df and the variance
+        scaled by the weighted residual mean square, as metafor defines it).
+    level
+        Confidence level for intervals, including the Q-profile interval for τ².
+
+    Returns
+    -------
+    MetaResults
+
+    Examples
+    --------
+    >>> import evalkit
+    >>> expectancy = evalkit.datasets.load("raudenbush1985")
+    >>> fit = random_effects(expectancy, effect="yi", variance="vi", test="knha")
+    >>> round(fit.params["intercept"], 4), round(fit.tau2, 4)
+    (0.0837, 0.0188)
+    """
+    return fit(
+        prepare(data, effect=effect, variance=variance),
+        method=method,
+        test=test,
+        level=level,
+        formula=None,
+    )
+
+
+def fixed_effect(
+    data: pd.DataFrame,
+    *,
+    effect: str,
+    variance: str,
+    level: float = 0.95,
+) -> MetaResults:
+    """Fixed-effect (common-effect), inverse-variance meta-analysis.
+
+    With one effect size it returns that effect size and its standard error.
+    """
+    return fit(
+        prepare(data, effect=effect, variance=variance),
+        method="FE",
+        test="z",
+        level=level,
+        formula=None,
+    )
+
+
+def meta_regression(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    variance: str,
+    method: ModelMethod = "REML",
+    test: TestMethod = "z",
+    level: float = 0.95,
+) -> MetaResults:
+    """Mixed-effects meta-regression: ``"yi ~ moderator_a + C(design)"``.
+
+    The left side names the effect-size column; the right side is a formulaic
+    formula of moderators (categorical through ``C()``). Reports QM (an F test under
+    Knapp–Hartung), residual heterogeneity QE and R² (% of τ² accounted for).
+    """
+    if "~" not in formula:
+        from evalkit._errors import EvalkitInputError
+
+        raise EvalkitInputError("formula needs an effect column on the left: 'yi ~ moderator'.")
+    effect = formula.split("~", 1)[0].strip()
+    data_ = prepare(data, effect=effect, variance=variance, formula=formula)
+    return fit(data_, method=method, test=test, level=level, formula=formula)

@@ -1,0 +1,101 @@
+"""Validation of meta-analytic data: effects, variances, study labels, moderators."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from formulaic import Formula, ModelSpec
+
+from evalkit._errors import EvalkitInputError
+from evalkit._validate import as_float_array, describe_rows, require_columns
+
+
+@dataclass(frozen=True)
+class MetaData:
+    """Validated inputs: effects, variances, design matrix and labels."""
+
+    y: np.ndarray
+    v: np.ndarray
+    x: np.ndarray
+    terms: list[str]
+    labels: pd.Index
+    spec: ModelSpec | None
+    has_intercept: bool
+
+
+def _effects_and_variances(
+    data: pd.DataFrame, effect: str, variance: str
+) -> tuple[np.ndarray, np.ndarray]:
+    require_columns(data, [effect, variance])
+    y, _ = as_float_array(data[effect], effect)
+    v, labels = as_float_array(data[variance], variance)
+    bad = v <= 0
+    if bad.any():
+        raise EvalkitInputError(
+            f"{variance} must be positive (sampling variances); non-positive at {describe_rows(labels, bad)}."
+        )
+    return y, v
+
+
+def prepare(
+    data: pd.DataFrame,
+    *,
+    effect: str,
+    variance: str,
+    formula: str | None = None,
+) -> MetaData:
+    """Check the columns and build the moderator matrix (intercept only without ``formula``)."""
+    if not isinstance(data, pd.DataFrame):
+        raise EvalkitInputError(f"data must be a pandas DataFrame, got {type(data).__name__}.")
+    y, v = _effects_and_variances(data, effect, variance)
+    if formula is None:
+        return MetaData(y, v, np.ones((y.size, 1)), ["intercept"], data.index, None, True)
+    rhs = formula.split("~", 1)[1] if "~" in formula else formula
+    spec_formula = Formula(rhs)
+    used = sorted(spec_formula.required_variables)
+    require_columns(data, [str(u) for u in used])
+    for name in used:
+        missing = data[str(name)].isna().to_numpy()
+        if missing.any():
+            raise EvalkitInputError(
+                f"moderator {name!r} has missing values at {describe_rows(list(data.index), missing)}; "
+                "drop or impute those rows first (nothing is dropped silently)."
+            )
+    matrix = spec_formula.get_model_matrix(data)
+    x = np.asarray(matrix, dtype=np.float64)
+    terms = [str(c) for c in matrix.columns]
+    _check_design(x, terms)
+    has_intercept = "Intercept" in terms
+    terms = ["intercept" if t == "Intercept" else t for t in terms]
+    return MetaData(y, v, x, terms, data.index, matrix.model_spec, has_intercept)
+
+
+def _check_design(x: np.ndarray, terms: list[str]) -> None:
+    for j, term in enumerate(terms):
+        if term != "Intercept" and np.ptp(x[:, j]) == 0:
+            raise EvalkitInputError(f"moderator term {term!r} does not vary across effect sizes.")
+    rank = np.linalg.matrix_rank(x)
+    if rank < x.shape[1]:
+        # Name the terms that are linear combinations of earlier ones.
+        collinear: list[str] = []
+        for j in range(1, x.shape[1]):
+            if np.linalg.matrix_rank(x[:, : j + 1]) <= np.linalg.matrix_rank(x[:, :j]):
+                collinear.append(terms[j])
+        raise EvalkitInputError(
+            f"moderators are collinear: {', '.join(collinear)} add nothing to the terms before them."
+        )
+    if x.shape[0] <= x.shape[1]:
+        raise EvalkitInputError(
+            f"{x.shape[0]} effect sizes cannot estimate {x.shape[1]} coefficients."
+        )
+
+
+def new_design(spec: ModelSpec | None, newdata: Any) -> np.ndarray:
+    """Model matrix for new moderator values, reusing the fitted encoding."""
+    if spec is None:
+        raise EvalkitInputError("this model has no moderators; predict() takes no new data.")
+    frame = pd.DataFrame(newdata)
+    return np.asarray(spec.get_model_matrix(frame), dtype=np.float64)
