@@ -47,7 +47,7 @@ def random_effects(
     >>> import evalkit
     >>> expectancy = evalkit.datasets.load("raudenbush1985")
     >>> fit = random_effects(expectancy, effect="yi", variance="vi", test="knha")
-    >>> round(fit.params["intercept"], 4), round(fit.tau2, 4)
+    >>> round(float(fit.params["intercept"]), 4), round(fit.tau2, 4)
     (0.0837, 0.0188)
     """
     return fit(

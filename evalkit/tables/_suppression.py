@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy import optimize
 
 from evalkit._errors import EvalkitInputError
 
@@ -98,6 +99,34 @@ def suppress_counts(
         values[grand_id] = values[col_total_id[0]]
     suppressed = (values > 0) & (values < threshold)
     primary = suppressed.copy()
+    _protect_lines(lines, values, suppressed, threshold)
+    # Line rules alone can leave a small cell pinned by a combination of lines;
+    # audit with linear programming and widen the suppression until none is.
+    while (pinned := _first_pinned(lines, values, suppressed, threshold)) is not None:
+        partner = _partner(pinned, lines, values, suppressed)
+        if partner is None:
+            break
+        suppressed[partner] = True
+        _protect_lines(lines, values, suppressed, threshold)
+    if n_cols == 1:
+        suppressed[row_total_id] = suppressed[cell_id[:, 0]]
+        suppressed[grand_id] = suppressed[col_total_id[0]]
+    return SuppressedCounts(
+        cells=suppressed[cell_id],
+        row_totals=suppressed[row_total_id],
+        col_totals=suppressed[col_total_id],
+        grand_total=bool(suppressed[grand_id]),
+        primary=primary[cell_id],
+    )
+
+
+def _protect_lines(
+    lines: list[tuple[int, list[int]]],
+    values: npt.NDArray[np.float64],
+    suppressed: npt.NDArray[np.bool_],
+    threshold: int,
+) -> None:
+    """Add complementary suppressions until every line is safe (see ``_line_is_safe``)."""
     changed = True
     while changed:
         changed = False
@@ -112,16 +141,71 @@ def suppress_counts(
             else:
                 suppressed[total] = True
             changed = True
-    if n_cols == 1:
-        suppressed[row_total_id] = suppressed[cell_id[:, 0]]
-        suppressed[grand_id] = suppressed[col_total_id[0]]
-    return SuppressedCounts(
-        cells=suppressed[cell_id],
-        row_totals=suppressed[row_total_id],
-        col_totals=suppressed[col_total_id],
-        grand_total=bool(suppressed[grand_id]),
-        primary=primary[cell_id],
-    )
+
+
+def _equations(
+    lines: list[tuple[int, list[int]]],
+    values: npt.NDArray[np.float64],
+    suppressed: npt.NDArray[np.bool_],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.intp]]:
+    """What an attacker knows: each line's additivity, in the suppressed unknowns."""
+    unknown = np.flatnonzero(suppressed)
+    position = {int(entry): k for k, entry in enumerate(unknown)}
+    rows, rhs = [], []
+    for total, members in lines:
+        coefficients = np.zeros(unknown.size)
+        known = 0.0
+        for entry, sign in [(total, -1.0), *((m, 1.0) for m in members)]:
+            if suppressed[entry]:
+                coefficients[position[entry]] += sign
+            else:
+                known -= sign * values[entry]
+        if coefficients.any():
+            rows.append(coefficients)
+            rhs.append(known)
+    return np.array(rows).reshape(-1, unknown.size), np.array(rhs), unknown
+
+
+def _first_pinned(
+    lines: list[tuple[int, list[int]]],
+    values: npt.NDArray[np.float64],
+    suppressed: npt.NDArray[np.bool_],
+    threshold: int,
+) -> int | None:
+    """The first small suppressed entry whose value the published table determines."""
+    if not suppressed.any():
+        return None
+    a_eq, b_eq, unknown = _equations(lines, values, suppressed)
+    for k, entry in enumerate(unknown):
+        if not 0 < values[entry] < threshold:
+            continue
+        if a_eq.shape[0] == 0:
+            continue
+        objective = np.zeros(unknown.size)
+        objective[k] = 1.0
+        low = optimize.linprog(objective, A_eq=a_eq, b_eq=b_eq, bounds=(0, None))
+        high = optimize.linprog(-objective, A_eq=a_eq, b_eq=b_eq, bounds=(0, None))
+        upper = np.inf if high.status == 3 else -high.fun
+        if low.status == 0 and upper - low.fun < 1.0:  # whole numbers: width < 1 pins it
+            return int(entry)
+    return None
+
+
+def _partner(
+    entry: int,
+    lines: list[tuple[int, list[int]]],
+    values: npt.NDArray[np.float64],
+    suppressed: npt.NDArray[np.bool_],
+) -> int | None:
+    """The smallest published non-empty entry sharing a line with ``entry``."""
+    candidates: set[int] = set()
+    for total, members in lines:
+        line = [total, *members]
+        if entry in line:
+            candidates.update(m for m in line if not suppressed[m])
+    if not candidates:
+        return None
+    return min(candidates, key=lambda m: (values[m] == 0, values[m]))
 
 
 def _line_is_safe(

@@ -99,7 +99,7 @@ def _lp_audit(table: np.ndarray, result, threshold: int) -> None:  # type: ignor
     arrays(np.int64, st.tuples(st.integers(1, 6), st.integers(1, 5)), elements=st.integers(0, 40)),
     st.sampled_from([5, 10, 20]),
 )
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None, derandomize=True)
 def test_suppression_protects_every_line(table: np.ndarray, threshold: int) -> None:
     _audit(table.astype(float), threshold)
 
