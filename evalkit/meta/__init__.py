@@ -1,15 +1,29 @@
-"""Meta-analysis: fixed and random effects, meta-regression (metafor's ``rma.uni``)."""
+"""Meta-analysis: fixed and random effects, meta-regression, multilevel/CHE models and
+cluster-robust variance estimation (metafor and clubSandwich in Python)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
+from evalkit._errors import EvalkitInputError
 from evalkit.meta._algebra import ModelMethod, Tau2Method
 from evalkit.meta._input import prepare
+from evalkit.meta._multilevel import LikelihoodMethod, fit_multilevel
 from evalkit.meta._results import MetaResults
+from evalkit.meta._robust import RobustResults, WaldTest, robust, wald_test
 from evalkit.meta._univariate import TestMethod, fit
 
-__all__ = ["MetaResults", "fixed_effect", "meta_regression", "random_effects"]
+__all__ = [
+    "MetaResults",
+    "RobustResults",
+    "WaldTest",
+    "fixed_effect",
+    "meta_regression",
+    "multilevel",
+    "random_effects",
+    "robust",
+    "wald_test",
+]
 
 
 def random_effects(
@@ -95,9 +109,62 @@ def meta_regression(
     Knapp–Hartung), residual heterogeneity QE and R² (% of τ² accounted for).
     """
     if "~" not in formula:
-        from evalkit._errors import EvalkitInputError
-
         raise EvalkitInputError("formula needs an effect column on the left: 'yi ~ moderator'.")
     effect = formula.split("~", 1)[0].strip()
     data_ = prepare(data, effect=effect, variance=variance, formula=formula)
     return fit(data_, method=method, test=test, level=level, formula=formula)
+
+
+def multilevel(
+    data: pd.DataFrame,
+    *,
+    variance: str,
+    levels: list[str],
+    effect: str | None = None,
+    formula: str | None = None,
+    rho: float | None = None,
+    method: LikelihoodMethod = "REML",
+    level: float = 0.95,
+) -> MetaResults:
+    """Multilevel meta-analysis: nested random effects and, with ``rho``, the CHE model.
+
+    Parameters
+    ----------
+    data
+        One row per effect size.
+    variance
+        Column of sampling variances.
+    levels
+        Grouping columns, outermost first: ``["district", "school"]`` for schools in
+        districts, ``["study", "es_id"]`` for effect sizes in studies. Inner IDs are
+        read within the outer level (as metafor's ``~ 1 | district/school``).
+    effect, formula
+        The effect column, or a formula ``"yi ~ moderators"`` in its place.
+    rho
+        Within-cluster correlation of sampling errors, imputed between every pair of
+        effect sizes of a top-level cluster (the correlated-and-hierarchical-effects
+        working model); ``None`` for independent sampling errors.
+    method
+        ``"REML"`` or ``"ML"``.
+    level
+        Confidence level.
+
+    Examples
+    --------
+    >>> import evalkit
+    >>> calendars = evalkit.datasets.load("konstantopoulos2011")
+    >>> fit = multilevel(calendars, effect="yi", variance="vi", levels=["district", "school"])
+    >>> round(float(fit.params["intercept"]), 4)
+    0.1847
+    """
+    if (effect is None) == (formula is None):
+        raise EvalkitInputError("give effect= or formula=, not both.")
+    if formula is not None:
+        if "~" not in formula:
+            raise EvalkitInputError("formula needs an effect column on the left: 'yi ~ moderator'.")
+        effect = formula.split("~", 1)[0].strip()
+    assert effect is not None
+    meta_data = prepare(data, effect=effect, variance=variance, formula=formula)
+    return fit_multilevel(
+        meta_data, data, levels=levels, rho=rho, method=method, level=level, formula=formula
+    )

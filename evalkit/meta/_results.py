@@ -58,6 +58,40 @@ class MetaResults(ModelResults):
     y: np.ndarray = field(default_factory=lambda: np.empty(0))
     v: np.ndarray = field(default_factory=lambda: np.empty(0))
     x: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+    variance_components: dict[str, float] = field(default_factory=dict)
+    structure: Any = None
+
+    def marginal_blocks(self, cluster: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Row indices and the model's marginal covariance for each cluster in ``cluster``.
+
+        Raises when a cluster would split a block of correlated effect sizes: robust
+        variance estimation needs clusters that contain whole model blocks.
+        """
+        from evalkit._errors import EvalkitInputError
+
+        _, codes = np.unique(cluster, return_inverse=True)
+        groups = [np.flatnonzero(codes == c) for c in range(codes.max() + 1)]
+        if self.structure is None:
+            total = self.v + self.tau2
+            return [(rows, np.diag(total[rows])) for rows in groups]
+        blocks, theta = self.structure
+        model_blocks = blocks.cluster_blocks(theta)
+        owner = np.empty(self.y.size, dtype=np.int64)
+        for index, rows in enumerate(groups):
+            owner[rows] = index
+        assembled = [np.zeros((rows.size, rows.size)) for rows in groups]
+        position = {int(r): i for rows in groups for i, r in enumerate(rows)}
+        for rows, matrix in model_blocks:
+            owners = np.unique(owner[rows])
+            if owners.size > 1:
+                raise EvalkitInputError(
+                    "robust clusters must contain whole model clusters; the rows "
+                    f"{', '.join(map(str, rows[:5]))} share a model cluster but not a robust one."
+                )
+            target = assembled[int(owners[0])]
+            local = np.array([position[int(r)] for r in rows])
+            target[np.ix_(local, local)] += matrix
+        return list(zip(groups, assembled, strict=True))
 
     def predict(self, newmods: Any = None, *, level: float | None = None) -> pd.DataFrame:
         """Predicted average effect with its confidence and prediction intervals.
