@@ -7,6 +7,16 @@ import pandas as pd
 
 from evalkit._errors import EvalkitInputError
 from evalkit.meta._algebra import ModelMethod, Tau2Method
+from evalkit.meta._bias import (
+    EggerTest,
+    PetPeese,
+    TrimAndFill,
+    egger_test,
+    influence,
+    leave_one_out,
+    pet_peese,
+    trim_and_fill,
+)
 from evalkit.meta._input import prepare
 from evalkit.meta._multilevel import LikelihoodMethod, fit_multilevel
 from evalkit.meta._results import MetaResults
@@ -14,14 +24,22 @@ from evalkit.meta._robust import RobustResults, WaldTest, robust, wald_test
 from evalkit.meta._univariate import TestMethod, fit
 
 __all__ = [
+    "EggerTest",
     "MetaResults",
+    "PetPeese",
     "RobustResults",
+    "TrimAndFill",
     "WaldTest",
+    "egger_test",
     "fixed_effect",
+    "influence",
+    "leave_one_out",
     "meta_regression",
     "multilevel",
+    "pet_peese",
     "random_effects",
     "robust",
+    "trim_and_fill",
     "wald_test",
 ]
 

@@ -23,6 +23,8 @@ class SizeGroup:
     rows: np.ndarray  # (m, n) row indices
     sampling: FloatArray  # (m, n, n) S_j
     same: list[FloatArray]  # per level, (m, n, n) 0/1
+    x: FloatArray  # (m, n, p)
+    y: FloatArray  # (m, n)
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class Evaluation:
     gradient: FloatArray
     beta: FloatArray
     cov: FloatArray  # (XᵀV⁻¹X)⁻¹
+    hessian: FloatArray | None = None  # observed: ∂²ℓ/∂θ∂θ
+    information: FloatArray | None = None  # expected: E[−∂²ℓ/∂θ∂θ]
 
 
 class Blocks:
@@ -49,6 +53,9 @@ class Blocks:
     ) -> None:
         self.y, self.v, self.x = y, v, x
         self.n_levels = len(level_codes)
+        self.cluster_labels = np.asarray(cluster)
+        self.level_codes = level_codes
+        self.rho = rho
         _, cluster_codes = np.unique(cluster, return_inverse=True)
         order = np.argsort(cluster_codes, kind="stable")
         bounds = np.flatnonzero(np.diff(cluster_codes[order])) + 1
@@ -73,7 +80,7 @@ class Blocks:
             (codes[rows][:, :, None] == codes[rows][:, None, :]).astype(np.float64)
             for codes in level_codes
         ]
-        return SizeGroup(rows=rows, sampling=sampling, same=same)
+        return SizeGroup(rows=rows, sampling=sampling, same=same, x=self.x[rows], y=self.y[rows])
 
     def marginal(self, group: SizeGroup, theta: FloatArray) -> FloatArray:
         """``V_j`` for every cluster of a size group."""
@@ -82,10 +89,15 @@ class Blocks:
             v += weight * same
         return v
 
-    def evaluate(self, theta: FloatArray, *, reml: bool) -> Evaluation:
-        """Log-likelihood (metafor's constants), its gradient in θ, β and (XᵀV⁻¹X)⁻¹."""
-        x, y = self.x, self.y
-        p = x.shape[1]
+    def evaluate(self, theta: FloatArray, *, reml: bool, hessian: bool = False) -> Evaluation:
+        """Log-likelihood (metafor's constants), its gradient in θ, β and (XᵀV⁻¹X)⁻¹.
+
+        With ``hessian``, also the observed second derivatives of the profiled
+        (restricted) log-likelihood, ``½ tr(Q G_l Q G_m) − yᵀP G_l P G_m P y`` with
+        ``Q = P`` (REML) or ``V⁻¹`` (ML), and the expected information
+        ``½ tr(Q G_l Q G_m)``.
+        """
+        p = self.x.shape[1]
         xtvx = np.zeros((p, p))
         xtvy = np.zeros(p)
         logdet = 0.0
@@ -95,33 +107,66 @@ class Blocks:
             chol = np.linalg.cholesky(v)
             logdet += 2.0 * float(np.log(np.diagonal(chol, axis1=1, axis2=2)).sum())
             v_inv = np.linalg.inv(v)
-            xg, yg = x[group.rows], y[group.rows]
-            vi_x = v_inv @ xg
-            xtvx += np.einsum("mnp,mnq->pq", xg, vi_x)
-            xtvy += np.einsum("mnp,mn->p", vi_x, yg)
-            cache.append((v_inv, xg, yg, vi_x))
+            vi_x = v_inv @ group.x
+            xtvx += np.einsum("mnp,mnq->pq", group.x, vi_x)
+            xtvy += np.einsum("mnp,mn->p", vi_x, group.y)
+            cache.append((v_inv, vi_x))
         cov: FloatArray = np.asarray(np.linalg.inv(xtvx), dtype=np.float64)
         beta = cov @ xtvy
+        levels = self.n_levels
         quad = 0.0
-        gradient = np.zeros(self.n_levels)
-        for group, (v_inv, xg, yg, vi_x) in zip(self.groups, cache, strict=True):
-            vi_r = np.einsum("mij,mj->mi", v_inv, yg - xg @ beta)
-            quad += float(np.sum((yg - xg @ beta) * vi_r))
+        gradient = np.zeros(levels)
+        inner = np.zeros((levels, p, p))  # Σ XᵀV⁻¹G_lV⁻¹X
+        tr_vv = np.zeros((levels, levels))  # Σ tr(V⁻¹G_lV⁻¹G_m)
+        cross = np.zeros((levels, levels, p, p))  # Σ XᵀV⁻¹G_lV⁻¹G_mV⁻¹X
+        av = np.zeros((levels, levels))  # Σ a_lᵀV⁻¹a_m, a_l = G_l V⁻¹ r
+        xva = np.zeros((levels, p))  # Σ XᵀV⁻¹a_l
+        for group, (v_inv, vi_x) in zip(self.groups, cache, strict=True):
+            residual = group.y - group.x @ beta
+            vi_r = np.einsum("mij,mj->mi", v_inv, residual)
+            quad += float(np.sum(residual * vi_r))
+            products = [v_inv @ same for same in group.same] if hessian else []
+            spread = [np.einsum("mij,mj->mi", same, vi_r) for same in group.same]
             for level, same in enumerate(group.same):
                 trace = float(np.einsum("mij,mji->", v_inv, same))
-                if reml:
-                    inner = np.einsum("mnp,mnk,mkq->pq", vi_x, same, vi_x)
-                    trace -= float(np.sum(cov * inner))
-                score = float(np.einsum("mi,mij,mj->", vi_r, same, vi_r))
+                inner[level] += np.einsum("mnp,mnk,mkq->pq", vi_x, same, vi_x)
+                score = float(np.sum(vi_r * spread[level]))
                 gradient[level] += 0.5 * (score - trace)
-        n = y.size
+                if not hessian:
+                    continue
+                vi_a = np.einsum("mij,mj->mi", v_inv, spread[level])
+                xva[level] += np.einsum("mnp,mn->p", group.x, vi_a)
+                for other in range(levels):
+                    tr_vv[level, other] += float(
+                        np.einsum("mij,mji->", products[level], products[other])
+                    )
+                    av[level, other] += float(np.sum(vi_a * spread[other]))
+                    if reml:
+                        cross[level, other] += np.einsum(
+                            "mnp,mnk,mkq->pq", vi_x, same, products[other] @ vi_x
+                        )
+        if reml:
+            gradient += 0.5 * np.einsum("pq,lpq->l", cov, inner)
+        n = self.y.size
         if reml:
             _, logdet_xtvx = np.linalg.slogdet(xtvx)
             loglik = -0.5 * ((n - p) * np.log(2 * np.pi) + logdet + logdet_xtvx + quad)
             loglik += 0.5 * self.logdet_xtx
         else:
             loglik = -0.5 * (n * np.log(2 * np.pi) + logdet + quad)
-        return Evaluation(float(loglik), gradient, beta, cov)
+        if not hessian:
+            return Evaluation(float(loglik), gradient, beta, cov)
+        trace_qq = tr_vv.copy()
+        if reml:
+            for level in range(levels):
+                for other in range(levels):
+                    trace_qq[level, other] += -2.0 * float(
+                        np.sum(cov * cross[level, other])
+                    ) + float(np.sum((cov @ inner[level]) * (cov @ inner[other]).T))
+        quadratic = av - xva @ cov @ xva.T
+        information = 0.5 * trace_qq
+        observed = 0.5 * trace_qq - quadratic
+        return Evaluation(float(loglik), gradient, beta, cov, observed, information)
 
     def cluster_blocks(self, theta: FloatArray) -> list[tuple[np.ndarray, FloatArray]]:
         """Row indices and ``V_j`` of every cluster, for robust variance estimation."""

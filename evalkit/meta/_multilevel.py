@@ -8,11 +8,12 @@ imputed from a correlation ρ (the CHE working model of Pustejovsky & Tipton 202
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import stats
 
 from evalkit._errors import EvalkitInputError
 from evalkit._validate import check_option, describe_rows, require_columns
@@ -26,7 +27,7 @@ BOUNDARY = 1e-8
 
 
 def level_codes(data: pd.DataFrame, levels: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Codes of the top-level cluster and of each nested level (outer/inner combinations)."""
+    """Labels of the top-level cluster and codes of each nested level (outer/inner combinations)."""
     if not levels:
         raise EvalkitInputError("levels needs at least one grouping column, outermost first.")
     require_columns(data, list(levels))
@@ -36,11 +37,49 @@ def level_codes(data: pd.DataFrame, levels: Sequence[str]) -> tuple[np.ndarray, 
             raise EvalkitInputError(
                 f"level {name!r} has missing IDs at {describe_rows(list(data.index), missing)}."
             )
-    codes = []
-    for depth in range(len(levels)):
-        keys = data[list(levels[: depth + 1])].astype(str).agg("\x1f".join, axis=1)
-        codes.append(pd.factorize(keys)[0])
-    return codes[0], codes
+    codes = [
+        data.groupby(list(levels[: depth + 1]), sort=False, dropna=False).ngroup().to_numpy()
+        for depth in range(len(levels))
+    ]
+    return data[levels[0]].to_numpy(), codes
+
+
+def refit_multilevel(result: MetaResults, data: MetaData, keep: np.ndarray | None) -> MetaResults:
+    """Refit a multilevel model to new effects (rows ``keep`` of the original, or the
+    original rows when ``keep`` is None), starting from its variance components."""
+    blocks_old, theta_old = result.structure
+    if keep is None:
+        if data.y.size != blocks_old.y.size:
+            raise EvalkitInputError("multilevel refits need the original rows or a subset of them.")
+        keep = np.ones(data.y.size, dtype=bool)
+    cluster = blocks_old.cluster_labels[keep]
+    codes = [c[keep] for c in blocks_old.level_codes]
+    blocks = Blocks(data.y, data.v, data.x, cluster, codes, blocks_old.rho)
+    reml = result.method == "REML"
+    convergence = _optimise(
+        blocks, reml=reml, start=np.maximum(theta_old, 1e-6 * float(np.var(data.y)))
+    )
+    final = blocks.evaluate(convergence.theta, reml=reml)
+    terms = pd.Index(data.terms)
+    return MetaResults(
+        params=pd.Series(final.beta, index=terms),
+        cov=pd.DataFrame(final.cov, index=terms, columns=terms),
+        df=pd.Series(np.inf, index=terms),
+        nobs=data.y.size,
+        model=result.model,
+        backend="evalkit",
+        method=result.method,
+        test="z",
+        level=result.level,
+        tau2=float(convergence.theta.sum()),
+        y=data.y,
+        v=data.v,
+        x=data.x,
+        variance_components=dict(
+            zip(result.variance_components, convergence.theta.tolist(), strict=True)
+        ),
+        structure=(blocks, convergence.theta),
+    )
 
 
 def fit_multilevel(
@@ -61,7 +100,8 @@ def fit_multilevel(
     y, v, x = meta_data.y, meta_data.v, meta_data.x
     blocks = Blocks(y, v, x, cluster, codes, rho)
     reml = method == "REML"
-    theta = _optimise(blocks, reml=reml)
+    convergence = _optimise(blocks, reml=reml)
+    theta = convergence.theta
     final = blocks.evaluate(theta, reml=reml)
     k, p = x.shape
     terms = pd.Index(meta_data.terms)
@@ -91,13 +131,20 @@ def fit_multilevel(
         Q=qe,
         Q_df=k - p,
         Q_p=float(stats.chi2.sf(qe, k - p)),
-        iterations=int(theta.size),
+        iterations=convergence.iterations,
+        gradient_norm=convergence.gradient_norm,
+        converged=convergence.converged,
     )
     warnings = [
         f"variance component {name} estimated at its boundary (0)"
         for name, t in zip(levels, theta, strict=True)
         if t < BOUNDARY * max(1.0, float(np.var(y)))
     ]
+    if not convergence.converged:
+        warnings.append(
+            f"the optimiser did not converge in {convergence.iterations} iterations "
+            f"(gradient norm {convergence.gradient_norm:.2g})"
+        )
     from evalkit.meta._univariate import _omnibus
 
     qm, qm_df, qm_p = _omnibus(final.beta, cov, meta_data.has_intercept, "z", k - p)
@@ -135,22 +182,54 @@ def fit_multilevel(
     )
 
 
-def _optimise(blocks: Blocks, *, reml: bool) -> np.ndarray:
-    """Maximise the (restricted) likelihood over σ² ≥ 0 (L-BFGS-B, analytic gradient)."""
+@dataclass(frozen=True)
+class Convergence:
+    """How the optimiser ended."""
+
+    theta: np.ndarray
+    iterations: int
+    gradient_norm: float
+    converged: bool
+
+
+def _optimise(blocks: Blocks, *, reml: bool, start: np.ndarray | None = None) -> Convergence:
+    """Maximise the (restricted) likelihood over σ² ≥ 0 by Newton–Raphson.
+
+    Uses the analytic Hessian when it is negative definite on the free components
+    and Fisher scoring otherwise, halves steps until the likelihood does not fall,
+    and keeps components at 0 whose gradient points below zero (the boundary).
+    """
     scale = float(np.var(blocks.y)) + 1e-12
-    start = np.full(blocks.n_levels, scale / (blocks.n_levels + 1))
-
-    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        evaluation = blocks.evaluate(theta, reml=reml)
-        return -evaluation.loglik / scale, -evaluation.gradient
-
-    result = optimize.minimize(
-        objective,
-        start,
-        jac=True,
-        method="L-BFGS-B",
-        bounds=[(0.0, None)] * blocks.n_levels,
-        options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 2000},
+    theta = (
+        np.full(blocks.n_levels, scale / (blocks.n_levels + 1)) if start is None else start.copy()
     )
-    theta = np.maximum(result.x, 0.0)
-    return theta
+    current = blocks.evaluate(theta, reml=reml, hessian=True)
+    for iteration in range(1, 201):
+        gradient = current.gradient
+        free = ~((theta <= 0.0) & (gradient <= 0.0))
+        if not free.any():
+            return Convergence(theta, iteration, 0.0, True)
+        hess = current.hessian[np.ix_(free, free)]  # type: ignore[index]
+        try:
+            np.linalg.cholesky(-hess)
+            direction = np.linalg.solve(-hess, gradient[free])
+        except np.linalg.LinAlgError:
+            info = current.information[np.ix_(free, free)]  # type: ignore[index]
+            direction = np.linalg.solve(info, gradient[free])
+        step = np.zeros_like(theta)
+        step[free] = direction
+        size = 1.0
+        while True:
+            candidate = np.maximum(theta + size * step, 0.0)
+            trial = blocks.evaluate(candidate, reml=reml, hessian=True)
+            if trial.loglik >= current.loglik - 1e-12 * abs(current.loglik) or size < 1e-8:
+                break
+            size /= 2.0
+        change = np.abs(candidate - theta)
+        theta, current = candidate, trial
+        if np.all(change <= 1e-13 * scale + 1e-10 * theta):
+            projected = np.where((theta <= 0.0) & (current.gradient <= 0.0), 0.0, current.gradient)
+            norm = float(np.max(np.abs(projected)) * scale)
+            return Convergence(theta, iteration, norm, True)
+    projected = np.where((theta <= 0.0) & (current.gradient <= 0.0), 0.0, current.gradient)
+    return Convergence(theta, 200, float(np.max(np.abs(projected)) * scale), False)

@@ -55,6 +55,10 @@ htz <- Wald_test(che_mods, constraints = constrain_zero(3:5), vcov = "CR2",
                  cluster = sat$study, test = "HTZ")
 results[["sat_che_mods_HTZ"]] <- list(Fstat = htz$Fstat, df_num = htz$df_num,
                                       df_denom = htz$df_denom, p = htz$p_val)
+# Egger's test for the CHE model: the standard error as moderator, CR2 inference by study.
+sat$sei <- sqrt(sat$vi)
+egger <- rma.mv(yi, V, mods = ~ sei, random = ~ 1 | study/es_id, data = sat, control = ctrl)
+results[["sat_che_egger_CR2"]] <- robust_facts(egger, sat$study, "CR2")
 # A random-effects model of the same data with RVE by study (working independence within).
 re <- rma(yi, vi, data = sat, method = "REML", control = list(threshold = 1e-12, maxiter = 10000))
 results[["sat_re_CR2"]] <- robust_facts(re, sat$study, "CR2")
