@@ -19,6 +19,13 @@ from evalkit.meta._bias import (
 )
 from evalkit.meta._input import prepare
 from evalkit.meta._multilevel import LikelihoodMethod, fit_multilevel
+from evalkit.meta._report import (
+    forest_plot,
+    funnel_plot,
+    rho_sensitivity,
+    rho_sensitivity_plot,
+    summary_table,
+)
 from evalkit.meta._results import MetaResults
 from evalkit.meta._robust import RobustResults, WaldTest, robust, wald_test
 from evalkit.meta._univariate import TestMethod, fit
@@ -32,13 +39,18 @@ __all__ = [
     "WaldTest",
     "egger_test",
     "fixed_effect",
+    "forest_plot",
+    "funnel_plot",
     "influence",
     "leave_one_out",
     "meta_regression",
     "multilevel",
     "pet_peese",
     "random_effects",
+    "rho_sensitivity",
+    "rho_sensitivity_plot",
     "robust",
+    "summary_table",
     "trim_and_fill",
     "wald_test",
 ]
