@@ -17,6 +17,7 @@ from evalkit.meta._bias import (
     pet_peese,
     trim_and_fill,
 )
+from evalkit.meta._bootstrap import BootstrapTest, wild_bootstrap_test
 from evalkit.meta._input import prepare
 from evalkit.meta._multilevel import LikelihoodMethod, fit_multilevel
 from evalkit.meta._report import (
@@ -31,6 +32,7 @@ from evalkit.meta._robust import RobustResults, WaldTest, robust, wald_test
 from evalkit.meta._univariate import TestMethod, fit
 
 __all__ = [
+    "BootstrapTest",
     "EggerTest",
     "MetaResults",
     "PetPeese",
@@ -53,6 +55,7 @@ __all__ = [
     "summary_table",
     "trim_and_fill",
     "wald_test",
+    "wild_bootstrap_test",
 ]
 
 

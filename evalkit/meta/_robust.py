@@ -40,6 +40,7 @@ class RobustParts:
     working: list[np.ndarray]  # Θ_j
     designs: list[np.ndarray]  # X_j
     bread: np.ndarray  # M
+    outcomes: list[np.ndarray]  # y_j
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def robust(result: MetaResults, cluster: Any, *, type: RobustType = "CR2") -> Ro
         weights.append(w)
         info += x[rows].T @ w @ x[rows]
     bread = np.linalg.inv(info)
-    estimating, designs, working = [], [], []
+    estimating, designs, working, outcomes = [], [], [], []
     meat = np.zeros((p, p))
     scale = np.sqrt(n_clusters / (n_clusters - 1)) if type == "CR1" else 1.0
     for (rows, theta), w in zip(blocks, weights, strict=True):
@@ -119,7 +120,8 @@ def robust(result: MetaResults, cluster: Any, *, type: RobustType = "CR2") -> Ro
         estimating.append(e_j)
         designs.append(xj)
         working.append(theta)
-    parts = RobustParts(estimating, working, designs, bread)
+        outcomes.append(y[rows])
+    parts = RobustParts(estimating, working, designs, bread, outcomes)
     terms = result.params.index
     df = np.array([_satterthwaite(np.eye(p)[[j]], parts) for j in range(p)])
     warnings = list(result.warnings)
