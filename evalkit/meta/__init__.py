@@ -19,7 +19,7 @@ from evalkit.meta._bias import (
 )
 from evalkit.meta._bootstrap import BootstrapTest, wild_bootstrap_test
 from evalkit.meta._input import prepare
-from evalkit.meta._multilevel import LikelihoodMethod, fit_multilevel
+from evalkit.meta._multilevel import LikelihoodMethod, fit_multilevel, profile_intervals
 from evalkit.meta._report import (
     forest_plot,
     funnel_plot,
@@ -48,6 +48,7 @@ __all__ = [
     "meta_regression",
     "multilevel",
     "pet_peese",
+    "profile_intervals",
     "random_effects",
     "rho_sensitivity",
     "rho_sensitivity_plot",

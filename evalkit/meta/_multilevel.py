@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, stats
 
 from evalkit._errors import EvalkitInputError
 from evalkit._validate import check_option, describe_rows, require_columns
@@ -192,21 +192,29 @@ class Convergence:
     converged: bool
 
 
-def _optimise(blocks: Blocks, *, reml: bool, start: np.ndarray | None = None) -> Convergence:
+def _optimise(
+    blocks: Blocks,
+    *,
+    reml: bool,
+    start: np.ndarray | None = None,
+    held: np.ndarray | None = None,
+) -> Convergence:
     """Maximise the (restricted) likelihood over σ² ≥ 0 by Newton–Raphson.
 
     Uses the analytic Hessian when it is negative definite on the free components
     and Fisher scoring otherwise, halves steps until the likelihood does not fall,
     and keeps components at 0 whose gradient points below zero (the boundary).
+    Components flagged in ``held`` stay at their starting values (for profiling).
     """
     scale = float(np.var(blocks.y)) + 1e-12
     theta = (
         np.full(blocks.n_levels, scale / (blocks.n_levels + 1)) if start is None else start.copy()
     )
+    fixed = np.zeros(blocks.n_levels, dtype=bool) if held is None else held
     current = blocks.evaluate(theta, reml=reml, hessian=True)
     for iteration in range(1, 201):
         gradient = current.gradient
-        free = ~((theta <= 0.0) & (gradient <= 0.0))
+        free = ~fixed & ~((theta <= 0.0) & (gradient <= 0.0))
         if not free.any():
             return Convergence(theta, iteration, 0.0, True)
         hess = current.hessian[np.ix_(free, free)]  # type: ignore[index]
@@ -228,8 +236,53 @@ def _optimise(blocks: Blocks, *, reml: bool, start: np.ndarray | None = None) ->
         change = np.abs(candidate - theta)
         theta, current = candidate, trial
         if np.all(change <= 1e-13 * scale + 1e-10 * theta):
-            projected = np.where((theta <= 0.0) & (current.gradient <= 0.0), 0.0, current.gradient)
+            projected = np.where(
+                fixed | ((theta <= 0.0) & (current.gradient <= 0.0)), 0.0, current.gradient
+            )
             norm = float(np.max(np.abs(projected)) * scale)
             return Convergence(theta, iteration, norm, True)
     projected = np.where((theta <= 0.0) & (current.gradient <= 0.0), 0.0, current.gradient)
     return Convergence(theta, 200, float(np.max(np.abs(projected)) * scale), False)
+
+
+def profile_intervals(result: MetaResults, *, level: float = 0.95) -> pd.DataFrame:
+    """Profile-likelihood confidence intervals for the variance components.
+
+    For each component the bounds are where twice the drop in the (restricted)
+    log-likelihood, maximised over the other components, equals the χ²₁ quantile;
+    a bound at 0 means the likelihood never drops that far inside the parameter
+    space (as metafor's ``confint.rma.mv``).
+    """
+    if result.structure is None:
+        raise EvalkitInputError(
+            "profile_intervals needs a multilevel model; univariate fits carry Q-profile intervals."
+        )
+    if not 0.0 < level < 1.0:
+        raise EvalkitInputError(f"level must lie strictly between 0 and 1, got {level!r}.")
+    blocks, theta_hat = result.structure
+    reml = result.method == "REML"
+    best = blocks.evaluate(theta_hat, reml=reml).loglik
+    crit = stats.chi2.ppf(level, 1) / 2.0
+    rows = []
+    for index, name in enumerate(result.variance_components):
+        held = np.zeros(theta_hat.size, dtype=bool)
+        held[index] = True
+
+        def drop(value: float, index: int = index, held: np.ndarray = held) -> float:
+            start = theta_hat.copy()
+            start[index] = value
+            profile = _optimise(blocks, reml=reml, start=start, held=held)
+            return best - blocks.evaluate(profile.theta, reml=reml).loglik - crit
+
+        estimate = float(theta_hat[index])
+        low = (
+            0.0
+            if drop(0.0) <= 0
+            else optimize.brentq(drop, 0.0, estimate, xtol=1e-12 * max(estimate, 1e-12))
+        )
+        upper = max(estimate, 1e-4 * float(np.var(blocks.y)))
+        while drop(upper) < 0:
+            upper *= 2.0
+        high = optimize.brentq(drop, estimate, upper, xtol=1e-12 * upper)
+        rows.append({"component": name, "estimate": estimate, "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows)

@@ -154,3 +154,21 @@ def test_single_effect_studies_are_allowed() -> None:
     # One effect per study: the two-level model is the random-effects model.
     assert fit.params["intercept"] == pytest.approx(single.params["intercept"], rel=1e-6)
     assert fit.variance_components["sigma2_study"] == pytest.approx(single.tau2, rel=1e-6)
+
+
+@pytest.mark.parametrize("method", ["REML", "ML"])
+def test_profile_likelihood_intervals(method: str) -> None:
+    fit = meta.multilevel(
+        _konstantopoulos(),
+        effect="yi",
+        variance="vi",
+        levels=["district", "school"],
+        method=method,  # type: ignore[arg-type]
+    )
+    table = meta.profile_intervals(fit).set_index("component")
+    ref = REF[f"konst_{method}_profile"]
+    for component in ("sigma2_district", "sigma2_school"):
+        # metafor's root finder stops at tol = 1e-10; bounds agree to 1e-5 relative.
+        np.testing.assert_allclose(table.loc[component].to_numpy(), ref[component], rtol=1e-5)
+    with pytest.raises(EvalkitInputError, match="needs a multilevel model"):
+        meta.profile_intervals(meta.random_effects(_konstantopoulos(), effect="yi", variance="vi"))

@@ -30,6 +30,13 @@ for (m in c("REML", "ML")) {
 }
 fit <- rma.mv(yi, vi, mods = ~ I(year - 1990), random = ~ 1 | district/school, data = ko, control = ctrl)
 results[["konst_year_REML"]] <- fit_facts(fit)
+for (m in c("REML", "ML")) {
+  fit_ci <- rma.mv(yi, vi, random = ~ 1 | district/school, data = ko, method = m, control = ctrl)
+  ci <- confint(fit_ci, control = list(tol = 1e-10))
+  results[[paste0("konst_", m, "_profile")]] <- list(
+    sigma2_district = unname(ci[[1]]$random["sigma^2.1", ]),
+    sigma2_school = unname(ci[[2]]$random["sigma^2.2", ]))
+}
 for (type in c("CR0", "CR1", "CR2")) {
   results[[paste0("konst_year_REML_", type)]] <- robust_facts(fit, ko$district, type)
 }
