@@ -28,6 +28,7 @@ from evalkit.meta._report import (
     summary_table,
 )
 from evalkit.meta._results import MetaResults
+from evalkit.meta._robumeta import robumeta
 from evalkit.meta._robust import RobustResults, WaldTest, robust, wald_test
 from evalkit.meta._univariate import TestMethod, fit
 
@@ -52,6 +53,7 @@ __all__ = [
     "random_effects",
     "rho_sensitivity",
     "rho_sensitivity_plot",
+    "robumeta",
     "robust",
     "summary_table",
     "trim_and_fill",

@@ -26,7 +26,7 @@ from scipy import linalg, stats
 from evalkit._errors import EvalkitInputError
 from evalkit._validate import check_option
 from evalkit.meta._results import MetaResults
-from evalkit.results import ModelResults
+from evalkit.results import Dropped, ModelResults
 
 RobustType = Literal["CR0", "CR1", "CR2"]
 SMALL_DF = 4.0
@@ -93,13 +93,43 @@ def robust(result: MetaResults, cluster: Any, *, type: RobustType = "CR2") -> Ro
     if pd.isna(pd.Series(labels)).any():
         raise EvalkitInputError("cluster has missing labels.")
     blocks = result.marginal_blocks(labels)
+    facts = dict(result.facts)
+    return sandwich(
+        result.params,
+        result.x,
+        result.y,
+        blocks,
+        type=type,
+        model=f"{result.model}, {type} robust SEs",
+        facts=facts,
+        warnings=result.warnings,
+        n_groups=dict(result.n_groups),
+        template=result,
+    )
+
+
+def sandwich(
+    params: pd.Series,
+    x: np.ndarray,
+    y: np.ndarray,
+    blocks: list[tuple[np.ndarray, np.ndarray]],
+    *,
+    type: RobustType,
+    model: str,
+    facts: dict[str, Any],
+    warnings: tuple[str, ...],
+    n_groups: dict[str, int],
+    template: ModelResults | None = None,
+) -> RobustResults:
+    """Robust covariance, Satterthwaite df and test parts from per-cluster working
+    covariances ``Θ_j`` (``blocks``: row indices and ``Θ_j``), for estimates
+    ``params`` obtained by weighted least squares with ``W_j = Θ_j⁻¹``."""
     n_clusters = len(blocks)
     if n_clusters < 2:
         raise EvalkitInputError(
             f"robust variance estimation needs several clusters; got {n_clusters}."
         )
-    x, y = result.x, result.y
-    beta = result.params.to_numpy()
+    beta = params.to_numpy()
     p = x.shape[1]
     info = np.zeros((p, p))
     weights = []
@@ -122,30 +152,29 @@ def robust(result: MetaResults, cluster: Any, *, type: RobustType = "CR2") -> Ro
         working.append(theta)
         outcomes.append(y[rows])
     parts = RobustParts(estimating, working, designs, bread, outcomes)
-    terms = result.params.index
+    terms = params.index
     df = np.array([_satterthwaite(np.eye(p)[[j]], parts) for j in range(p)])
-    warnings = list(result.warnings)
+    all_warnings = list(warnings)
     small = [str(t) for t, d in zip(terms, df, strict=True) if d < SMALL_DF]
     if small:
-        warnings.append(
+        all_warnings.append(
             f"Satterthwaite df below {SMALL_DF:g} for {', '.join(small)}: {type} t tests are "
-            "unreliable there; prefer the cluster wild bootstrap"
+            "unreliable there; prefer the cluster wild bootstrap (wild_bootstrap_test)"
         )
-    facts = dict(result.facts)
-    facts.update(vcov_type=type, n_clusters=n_clusters)
+    facts = {**facts, "vcov_type": type, "n_clusters": n_clusters}
     return RobustResults(
-        params=result.params,
+        params=params,
         cov=pd.DataFrame(meat, index=terms, columns=terms),
         df=pd.Series(df, index=terms),
-        nobs=result.nobs,
-        model=f"{result.model}, {type} robust SEs",
+        nobs=int(y.size),
+        model=model,
         backend="evalkit",
-        n_groups={**result.n_groups, "robust_cluster": n_clusters},
+        n_groups={**n_groups, "robust_cluster": n_clusters},
         facts=facts,
-        warnings=tuple(warnings),
-        dropped=result.dropped,
-        formula=result.formula,
-        spec=result.spec,
+        warnings=tuple(all_warnings),
+        dropped=template.dropped if template is not None else Dropped(),
+        formula=template.formula if template is not None else None,
+        spec=template.spec if template is not None else None,
         vcov_type=type,
         n_clusters=n_clusters,
         parts=parts,
