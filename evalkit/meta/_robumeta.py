@@ -143,12 +143,15 @@ def _hierarchical(
     qa = float(sum(e[g].sum() ** 2 for g in groups))
     sum_xjx = sum(np.outer(x[g].sum(axis=0), x[g].sum(axis=0)) for g in groups)
     sum_xwjwx = sum(np.outer(xw[g].sum(axis=0), xw[g].sum(axis=0)) for g in groups)
-    sum_xjjwx = sum(g.size * np.outer(x[g].sum(axis=0), xw[g].sum(axis=0)) for g in groups)
-    sum_xwjx = sum(np.outer(xw[g].sum(axis=0), x[g].sum(axis=0)) for g in groups)
+    p = x.shape[1]
+    sum_xjjwx = np.zeros((p, p))
+    sum_xwjx = np.zeros((p, p))
+    for g in groups:
+        sum_xjjwx += g.size * np.outer(x[g].sum(axis=0), xw[g].sum(axis=0))
+        sum_xwjx += np.outer(xw[g].sum(axis=0), x[g].sum(axis=0))
     sum_xwwx = x.T @ (x * (w**2)[:, None])
     trace_jj = float(sum(g.size**2 for g in groups))
     n = y.size
-    p = x.shape[1]
     a1 = (
         trace_jj
         - np.trace(bread @ sum_xjjwx)
