@@ -125,6 +125,40 @@ class TrimAndFill:
     model: MetaResults
 
 
+def aggregate_effects(
+    data: pd.DataFrame, *, effect: str, variance: str, cluster: str, rho: float
+) -> pd.DataFrame:
+    """One effect per cluster: the inverse-variance weighted average under a compound-
+    symmetric sampling correlation ``rho`` (metafor's ``aggregate(struct = "CS")``).
+
+    Returns the cluster, the aggregated effect ``yi``, its variance ``vi`` and the
+    number of effects ``k``.
+    """
+    from evalkit.meta._input import prepare
+
+    if not 0.0 <= rho <= 1.0:
+        raise EvalkitInputError(f"rho must lie in [0, 1], got {rho!r}.")
+    prepared = prepare(data, effect=effect, variance=variance)
+    labels = data[cluster].to_numpy()
+    rows = []
+    for label in pd.unique(labels):
+        members = np.flatnonzero(labels == label)
+        sd = np.sqrt(prepared.v[members])
+        sampling = rho * np.outer(sd, sd)
+        np.fill_diagonal(sampling, prepared.v[members])
+        weights = np.linalg.solve(sampling, np.ones(members.size))
+        total = float(weights.sum())
+        rows.append(
+            {
+                cluster: label,
+                "yi": float(weights @ prepared.y[members]) / total,
+                "vi": 1.0 / total,
+                "k": members.size,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def trim_and_fill(
     result: MetaResults, *, estimator: TrimFillEstimator = "L0", side: Side | None = None
 ) -> TrimAndFill:
@@ -137,11 +171,10 @@ def trim_and_fill(
     model refitted.
     """
     check_option("estimator", estimator, TrimFillEstimator)
-    if result.structure is not None or result.x.shape[1] != 1:
-        raise EvalkitInputError(
-            "trim_and_fill needs an intercept-only univariate model; for multilevel data "
-            "aggregate effects to one per study first."
-        )
+    if result.x.shape[1] != 1:
+        raise EvalkitInputError("trim_and_fill needs an intercept-only model.")
+    if result.structure is not None:
+        return trim_and_fill(_aggregated_model(result), estimator=estimator, side=side)
     if side is None:
         side = "right" if egger_test(result).statistic < 0 else "left"
     check_option("side", side, Side)
@@ -177,6 +210,17 @@ def trim_and_fill(
     return TrimAndFill(k0, side, filled_y, filled_v, model)
 
 
+def _aggregated_model(result: MetaResults) -> MetaResults:
+    """Random-effects model of study-level averages of a multilevel fit (same ρ, REML/ML)."""
+    from evalkit.meta import random_effects
+
+    blocks, _ = result.structure
+    frame = pd.DataFrame({"cluster": blocks.cluster_labels, "yi": result.y, "vi": result.v})
+    rho = blocks.rho if blocks.rho is not None else 0.0
+    aggregated = aggregate_effects(frame, effect="yi", variance="vi", cluster="cluster", rho=rho)
+    return random_effects(aggregated, effect="yi", variance="vi", method=result.method)  # type: ignore[arg-type]
+
+
 def leave_one_out(result: MetaResults, *, cluster: Any = None) -> pd.DataFrame:
     """Refit the model leaving out one effect size (or, with ``cluster``, one cluster) at a time.
 
@@ -210,12 +254,13 @@ def influence(result: MetaResults) -> pd.DataFrame:
     """Case diagnostics of a univariate model (metafor's ``influence.rma.uni``).
 
     Externally studentized residuals, DFFITS, Cook's distances, covariance ratios,
-    leave-one-out τ² and QE, hat values and weights (%).
+    leave-one-out τ² and QE, hat values and weights (%). For multilevel models,
+    whose diagnostics metafor gives only piecemeal, it returns one row per top-level
+    cluster: Cook's distance (as metafor's ``cooks.distance(..., cluster =)``), the
+    covariance ratio and the variance components with the cluster left out.
     """
     if result.structure is not None:
-        raise EvalkitInputError(
-            "influence() covers univariate models; use leave_one_out(cluster=...) for multilevel fits."
-        )
+        return _cluster_influence(result)
     y, v, x = result.y, result.v, result.x
     k = y.size
     beta = result.params.to_numpy()
@@ -244,3 +289,23 @@ def influence(result: MetaResults) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, index=result.weights.index)
+
+
+def _cluster_influence(result: MetaResults) -> pd.DataFrame:
+    blocks, _ = result.structure
+    labels = blocks.cluster_labels
+    beta = result.params.to_numpy()
+    cov = result.cov.to_numpy()
+    rows = []
+    for label in pd.unique(labels):
+        keep = labels != label
+        fitted = _refit(result, result.y[keep], result.v[keep], result.x[keep], keep)
+        diff = beta - fitted.params.to_numpy()
+        row = {
+            "cluster": label,
+            "cook_d": float(diff @ np.linalg.solve(cov, diff)),
+            "cov_r": float(np.linalg.det(fitted.cov.to_numpy()) / np.linalg.det(cov)),
+        }
+        row.update({f"{name}_del": value for name, value in fitted.variance_components.items()})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("cluster")

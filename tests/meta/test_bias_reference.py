@@ -107,5 +107,32 @@ def test_pet_peese_and_limits() -> None:
     egger = meta.egger_test(model)
     assert result.pet == pytest.approx(egger.limit_estimate)
     assert result.chosen in ("PET", "PEESE")
-    with pytest.raises(EvalkitInputError, match="intercept-only univariate model"):
+    with pytest.raises(EvalkitInputError, match="needs an intercept-only model"):
         meta.trim_and_fill(meta.meta_regression("yi ~ ablat", _data("bcg"), variance="vi"))
+
+
+MULTI_BIAS: dict[str, Any] = json.loads((REFERENCE / "bias_multilevel.json").read_text())
+
+
+def test_aggregation_and_trim_and_fill_for_che_models() -> None:
+    sat = pd.read_csv(REFERENCE / "kalaian1996_ids.csv")
+    aggregated = meta.aggregate_effects(sat, effect="yi", variance="vi", cluster="study", rho=0.66)
+    ref = pd.DataFrame(MULTI_BIAS["sat_aggregate"]).set_index("study")
+    ours = aggregated.set_index("study").loc[ref.index]
+    np.testing.assert_allclose(ours["yi"], ref["yi"], rtol=RTOL)
+    np.testing.assert_allclose(ours["vi"], ref["vi"], rtol=RTOL)
+    che = meta.multilevel(sat, effect="yi", variance="vi", levels=["study", "es_id"], rho=0.66)
+    filled = meta.trim_and_fill(che)
+    ref_tf = MULTI_BIAS["sat_aggregate_trimfill"]
+    assert (filled.k0, filled.side) == (ref_tf["k0"], ref_tf["side"])
+    np.testing.assert_allclose(filled.model.params.iloc[0], ref_tf["beta"], rtol=RTOL)
+    np.testing.assert_allclose(filled.model.std_errors.iloc[0], ref_tf["se"], rtol=RTOL)
+
+
+def test_cluster_cooks_distances_for_three_level_models() -> None:
+    data = evalkit.datasets.load("konstantopoulos2011")
+    fit = meta.multilevel(data, effect="yi", variance="vi", levels=["district", "school"])
+    diagnostics = meta.influence(fit)
+    ref = MULTI_BIAS["konst_cooks_district"]
+    # metafor refits each deletion with nlminb's default tolerance; agreement ~1e-7.
+    np.testing.assert_allclose(diagnostics.loc[ref["district"], "cook_d"], ref["cook_d"], rtol=1e-5)
