@@ -129,7 +129,8 @@ class Blocks:
             spread = [np.einsum("mij,mj->mi", same, vi_r) for same in group.same]
             for level, same in enumerate(group.same):
                 trace = float(np.einsum("mij,mji->", v_inv, same))
-                inner[level] += np.einsum("mnp,mnk,mkq->pq", vi_x, same, vi_x)
+                same_vi_x = same @ vi_x
+                inner[level] += np.einsum("mnp,mnq->pq", vi_x, same_vi_x)
                 score = float(np.sum(vi_r * spread[level]))
                 gradient[level] += 0.5 * (score - trace)
                 if not hessian:
@@ -143,7 +144,7 @@ class Blocks:
                     av[level, other] += float(np.sum(vi_a * spread[other]))
                     if reml:
                         cross[level, other] += np.einsum(
-                            "mnp,mnk,mkq->pq", vi_x, same, products[other] @ vi_x
+                            "mnp,mnq->pq", same_vi_x, products[other] @ vi_x
                         )
         if reml:
             gradient += 0.5 * np.einsum("pq,lpq->l", cov, inner)

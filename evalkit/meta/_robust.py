@@ -206,6 +206,8 @@ def _total_variance(constraints: np.ndarray, parts: RobustParts) -> tuple[float,
     """Σ_st Var(D_st) for D = Ω^{-1/2} C V^CR Cᵀ Ω^{-1/2} under the working model."""
     a, u, omega = _moments(constraints, parts)
     q = constraints.shape[0]
+    if q == 1:
+        return _total_variance_single(a[:, 0, 0], u[:, :, 0], float(omega[0, 0]), parts.bread), 1
     transform = _inverse_sqrt(omega)
     a_t = transform @ a @ transform
     lower = np.linalg.cholesky(parts.bread)
@@ -225,6 +227,17 @@ def _total_variance(constraints: np.ndarray, parts: RobustParts) -> tuple[float,
     diff = a_t - own
     second += float(np.einsum("jst,jts->", diff, diff))
     return float(first.sum()) + second, q
+
+
+def _total_variance_single(a: np.ndarray, u: np.ndarray, omega: float, bread: np.ndarray) -> float:
+    """The q = 1 case in O(J p²): with k_j = Lᵀu_j/√Ω, Q̃_ij = δ_ij a_j/Ω − k_iᵀk_j and
+    Σ_ij Q̃_ij² = Σ_j (a_j/Ω)² − 2 Σ_j (a_j/Ω)|k_j|² + ‖KᵀK‖²_F."""
+    lower = np.linalg.cholesky(bread)
+    k = (u @ lower) / np.sqrt(omega)  # J × p, rows k_j
+    scaled = a / omega
+    gram = k.T @ k
+    total = float(np.sum(scaled**2) - 2.0 * np.sum(scaled * np.sum(k**2, axis=1)) + np.sum(gram**2))
+    return 2.0 * total
 
 
 def _satterthwaite(constraint: np.ndarray, parts: RobustParts) -> float:
