@@ -15,6 +15,7 @@ from evalkit.tables._format import fmt_number, stars
 from evalkit.tables._table import Table
 
 Uncertainty = Literal["se", "ci"]
+BLANK = "\u200b"
 
 DEFAULT_STATISTICS: dict[str, str] = {
     "nobs": "N",
@@ -112,7 +113,8 @@ def regression_table(
                 spread_row.append(f"[{low}, {high}]")
             values.append(estimate)
         rows[label] = estimate_row
-        rows[f"{label} "] = spread_row  # the trailing space keeps the index unique
+        # The SE/CI row has a blank stub; zero-width spaces keep the index unique.
+        rows[BLANK * (len(data_rows) + 1)] = spread_row
         data_rows[label] = values
     for key, label in (statistics or DEFAULT_STATISTICS).items():
         cells = [_fact(model, key) for model in named.values()]
