@@ -1,0 +1,120 @@
+"""The one pass over the rows: cross-products per lowest-level cluster.
+
+For nested grouping levels (lowest first: e.g. teacher within school) and the
+column layout ``D = [Z_L, …, Z_1, X, y]`` (random-effect columns of each level from
+the lowest up, then the fixed-effect design and the response), the sufficient
+statistics of a linear mixed model are ``D_gᵀD_g`` for every lowest-level group g,
+plus the map from each group to its parent. Every likelihood evaluation afterwards
+costs time proportional to the number of groups, not rows. This step is separate so
+that it can later run out of core (DuckDB or Dask over Parquet) and feed the same
+optimiser.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from evalkit._errors import EvalkitInputError
+
+
+@dataclass(frozen=True)
+class SufficientStats:
+    """Cross-products per lowest-level group and the nesting maps.
+
+    Attributes
+    ----------
+    cross
+        ``(G_L, c, c)`` cross-products of ``D = [Z_L, …, Z_1, X, y]`` per lowest group.
+    starts
+        For each level except the top (lowest first), the start index of each parent
+        group's children in the (sorted) child order, for ``np.add.reduceat``.
+    q
+        Number of random-effect columns per level, lowest first.
+    n_groups
+        Number of groups per level, lowest first.
+    p, n
+        Number of fixed effects and of observations.
+    """
+
+    cross: np.ndarray
+    starts: list[np.ndarray]
+    q: list[int]
+    n_groups: list[int]
+    p: int
+    n: int
+
+
+def nesting_order(data: pd.DataFrame, groupings: list[tuple[str, ...]]) -> list[int]:
+    """Order grouping levels from the lowest (most groups) up and check they are nested.
+
+    Raises an error naming the factors when two levels cross (a group of the lower
+    level appears in more than one group of the level above it).
+    """
+    keys = [_keys(data, g) for g in groupings]
+    counts = [int(k.nunique()) for k in keys]
+    order = sorted(range(len(groupings)), key=lambda i: -counts[i])
+    for lower, upper in itertools.pairwise(order):
+        parents = (
+            pd.DataFrame({"lower": keys[lower], "upper": keys[upper]})
+            .groupby("lower")["upper"]
+            .nunique()
+        )
+        crossed = parents[parents > 1]
+        if len(crossed):
+            low, up = ":".join(groupings[lower]), ":".join(groupings[upper])
+            raise EvalkitInputError(
+                f"grouping factors {low} and {up} are crossed, not nested ({low} {crossed.index[0]} "
+                f"appears in {int(crossed.iloc[0])} groups of {up}); crossed designs are not supported yet. "
+                "If the IDs restart within each group, write the nesting as (1 | upper/lower)."
+            )
+    return order
+
+
+def _keys(data: pd.DataFrame, grouping: tuple[str, ...]) -> pd.Series:
+    """One integer code per group of ``grouping`` (a factor or an interaction of factors)."""
+    return pd.Series(data.groupby(list(grouping), sort=False).ngroup().to_numpy(), index=data.index)
+
+
+def group_codes(data: pd.DataFrame, grouping: tuple[str, ...]) -> np.ndarray:
+    """Integer group codes of a grouping, for :func:`build`."""
+    return _keys(data, grouping).to_numpy()
+
+
+def build(
+    design: np.ndarray,
+    levels_codes: list[np.ndarray],
+    q: list[int],
+    p: int,
+) -> SufficientStats:
+    """Cross-products per lowest group from the row-level layout ``design`` (n × c).
+
+    ``levels_codes`` holds integer group codes per level, lowest first, each level
+    nested in the next.
+    """
+    n = design.shape[0]
+    # Sort rows by the hierarchy (top level first) so children sit next to their parents.
+    order = np.lexsort(tuple(levels_codes))
+    design = design[order]
+    codes = [c[order] for c in levels_codes]
+    lowest = codes[0]
+    boundaries = np.flatnonzero(np.r_[True, lowest[1:] != lowest[:-1]])
+    c = design.shape[1]
+    cross = np.empty((boundaries.size, c, c))
+    for i in range(c):
+        block = np.add.reduceat(design[:, i : i + 1] * design[:, i:], boundaries, axis=0)
+        cross[:, i, i:] = block
+        cross[:, i:, i] = block
+    starts = []
+    codes_per_group = [lv[boundaries] for lv in codes]  # each level's code, per lowest group
+    first = np.arange(boundaries.size)  # first lowest group of each current-level group
+    for level in range(1, len(codes)):
+        parent_codes = codes_per_group[level][first]
+        child_starts = np.flatnonzero(np.r_[True, parent_codes[1:] != parent_codes[:-1]])
+        starts.append(child_starts)
+        first = first[child_starts]
+    n_groups = [int(boundaries.size)] + [int(s.size) for s in starts]
+    return SufficientStats(cross=cross, starts=starts, q=q, n_groups=n_groups, p=p, n=n)
