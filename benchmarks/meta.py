@@ -135,6 +135,7 @@ def r_seconds(script: str) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller size only")
+    parser.add_argument("--no-loo", action="store_true", help="skip the leave-one-study-out timing")
     args = parser.parse_args()
     sizes = [(1500, 200)] if args.quick else [(1500, 200), (10_000, 1500)]
     rows = []
@@ -162,7 +163,7 @@ def main() -> None:
                         "R/evalkit": theirs / ours if theirs else None,
                     }
                 )
-            if n_effects == 1500:
+            if n_effects == 1500 and not args.no_loo:
                 ours = loo_seconds(data)
                 theirs = r_seconds(R_LOO.format(path=path))
                 rows.append(
