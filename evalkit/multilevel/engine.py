@@ -279,14 +279,19 @@ def _projected_norm(grad: np.ndarray, theta: np.ndarray, lower: np.ndarray) -> f
 
 def _newton(
     objective: object, theta: np.ndarray, lower: np.ndarray
-) -> tuple[np.ndarray, float, int]:
-    """Newton steps on the interior coordinates with a finite-difference Hessian."""
+) -> tuple[np.ndarray, float, int, float]:
+    """Newton steps on the interior coordinates with a finite-difference Hessian.
+
+    Returns θ, the deviance, the number of steps and the last Newton decrement
+    ``gᵀH⁻¹g/2``: the deviance improvement a further step could still bring.
+    """
     value = float(objective(theta))  # type: ignore[operator]
+    decrement = np.inf
     for step_count in range(1, 11):
         grad = _gradient(objective, theta, lower)
         free = ~((theta <= lower + 1e-10) & (grad > 0))
         if not free.any():
-            return theta, value, step_count
+            return theta, value, step_count, 0.0
         index = np.flatnonzero(free)
         hess = np.empty((index.size, index.size))
         for a, k in enumerate(index):
