@@ -40,7 +40,7 @@ suppressPackageStartupMessages(library(lme4))
 d <- read.csv("{path}")
 f <- {formula}
 t <- system.time(fit <- lmer(f, data = d, REML = TRUE))[["elapsed"]]
-cat(t, REMLcrit(fit), fixef(fit)[["coached"]])
+cat(format(c(t, REMLcrit(fit), fixef(fit)[["coached"]]), digits = 15))
 """
 
 
