@@ -145,22 +145,26 @@ def main() -> None:
             path = Path(folder) / f"synthesis_{n_effects}.csv"
             data.to_csv(path, index=False)
             repeats = 3 if n_effects < 5000 else 1
-            for label, formula, mods in (
-                ("intercept only", None, ""),
+            for label, formula, mods, names in (
+                ("intercept only", None, "", None),
                 (
                     "5 moderators",
                     "yi ~ " + " + ".join(MODERATORS),
                     "mods = ~ " + " + ".join(MODERATORS) + ",",
+                    MODERATORS,
                 ),
             ):
                 ours = evalkit_seconds(data, formula, repeats)
                 theirs = r_seconds(R_TEMPLATE.format(path=path, mods=mods, repeats=repeats))
+                python_peer = pimeta_seconds(data, names) if n_effects <= 2000 else None
                 rows.append(
                     {
                         "task": f"CHE + CR2, {n_effects:,} effects / {data['study'].nunique():,} studies, {label}",
                         "evalkit_s": ours,
                         "R_s": theirs,
                         "R/evalkit": theirs / ours if theirs else None,
+                        "pimeta_s": python_peer,
+                        "pimeta/evalkit": python_peer / ours if python_peer else None,
                     }
                 )
             if n_effects == 1500 and not args.no_loo:
