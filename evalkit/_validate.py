@@ -145,3 +145,20 @@ def require_columns(data: pd.DataFrame, columns: Iterable[str], *, what: str = "
         raise EvalkitInputError(
             f"{what} is missing required column(s) {', '.join(missing)}; it has: {have}."
         )
+
+
+def collinear_terms(x: np.ndarray, terms: Sequence[str]) -> list[str]:
+    """Names of the design columns that are linear combinations of earlier ones."""
+    if np.linalg.matrix_rank(x) == x.shape[1]:
+        return []
+    return [
+        terms[j]
+        for j in range(1, x.shape[1])
+        if np.linalg.matrix_rank(x[:, : j + 1]) <= np.linalg.matrix_rank(x[:, :j])
+    ]
+
+
+def check_correlation(name: str, value: float) -> None:
+    """Raise unless ``value`` is a correlation in [0, 1] (an imputed ρ)."""
+    if not 0.0 <= value <= 1.0:
+        raise EvalkitInputError(f"{name} must lie in [0, 1], got {value!r}.")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-from evalkit._errors import EvalkitInputError
 from evalkit.meta._algebra import ModelMethod, Tau2Method
 from evalkit.meta._bias import (
     EggerTest,
@@ -19,7 +18,7 @@ from evalkit.meta._bias import (
     trim_and_fill,
 )
 from evalkit.meta._bootstrap import BootstrapTest, wild_bootstrap_test
-from evalkit.meta._input import prepare
+from evalkit.meta._input import prepare, resolve_effect
 from evalkit.meta._multilevel import LikelihoodMethod, fit_multilevel, profile_intervals
 from evalkit.meta._report import (
     forest_plot,
@@ -146,9 +145,7 @@ def meta_regression(
     formula of moderators (categorical through ``C()``). Reports QM (an F test under
     Knapp–Hartung), residual heterogeneity QE and R² (% of τ² accounted for).
     """
-    if "~" not in formula:
-        raise EvalkitInputError("formula needs an effect column on the left: 'yi ~ moderator'.")
-    effect = formula.split("~", 1)[0].strip()
+    effect = resolve_effect(None, formula)
     data_ = prepare(data, effect=effect, variance=variance, formula=formula)
     return fit(data_, method=method, test=test, level=level, formula=formula)
 
@@ -195,14 +192,9 @@ def multilevel(
     >>> round(float(fit.params["intercept"]), 4)
     0.1847
     """
-    if (effect is None) == (formula is None):
-        raise EvalkitInputError("give effect= or formula=, not both.")
-    if formula is not None:
-        if "~" not in formula:
-            raise EvalkitInputError("formula needs an effect column on the left: 'yi ~ moderator'.")
-        effect = formula.split("~", 1)[0].strip()
-    assert effect is not None
-    meta_data = prepare(data, effect=effect, variance=variance, formula=formula)
+    meta_data = prepare(
+        data, effect=resolve_effect(effect, formula), variance=variance, formula=formula
+    )
     return fit_multilevel(
         meta_data, data, levels=levels, rho=rho, method=method, level=level, formula=formula
     )

@@ -17,7 +17,7 @@ import pandas as pd
 from scipy import stats
 
 from evalkit._errors import EvalkitInputError
-from evalkit._validate import check_option
+from evalkit._validate import check_correlation, check_option
 from evalkit.meta._input import MetaData
 from evalkit.meta._results import MetaResults
 
@@ -136,8 +136,7 @@ def aggregate_effects(
     """
     from evalkit.meta._input import prepare
 
-    if not 0.0 <= rho <= 1.0:
-        raise EvalkitInputError(f"rho must lie in [0, 1], got {rho!r}.")
+    check_correlation("rho", rho)
     prepared = prepare(data, effect=effect, variance=variance)
     labels = data[cluster].to_numpy()
     rows = []

@@ -10,7 +10,7 @@ import pandas as pd
 from formulaic import Formula, ModelSpec
 
 from evalkit._errors import EvalkitInputError
-from evalkit._validate import as_float_array, describe_rows, require_columns
+from evalkit._validate import as_float_array, collinear_terms, describe_rows, require_columns
 
 
 @dataclass(frozen=True)
@@ -77,13 +77,8 @@ def _check_design(x: np.ndarray, terms: list[str]) -> None:
     for j, term in enumerate(terms):
         if term != "Intercept" and np.ptp(x[:, j]) == 0:
             raise EvalkitInputError(f"moderator term {term!r} does not vary across effect sizes.")
-    rank = np.linalg.matrix_rank(x)
-    if rank < x.shape[1]:
-        # Name the terms that are linear combinations of earlier ones.
-        collinear: list[str] = []
-        for j in range(1, x.shape[1]):
-            if np.linalg.matrix_rank(x[:, : j + 1]) <= np.linalg.matrix_rank(x[:, :j]):
-                collinear.append(terms[j])
+    collinear = collinear_terms(x, terms)
+    if collinear:
         raise EvalkitInputError(
             f"moderators are collinear: {', '.join(collinear)} add nothing to the terms before them."
         )
@@ -99,3 +94,15 @@ def new_design(spec: ModelSpec | None, newdata: Any) -> np.ndarray:
         raise EvalkitInputError("this model has no moderators; predict() takes no new data.")
     frame = pd.DataFrame(newdata)
     return np.asarray(spec.get_model_matrix(frame), dtype=np.float64)
+
+
+def resolve_effect(effect: str | None, formula: str | None) -> str:
+    """The effect column, given either directly or as the left side of ``formula``."""
+    if (effect is None) == (formula is None):
+        raise EvalkitInputError("give effect= or formula=, not both.")
+    if formula is None:
+        assert effect is not None
+        return effect
+    if "~" not in formula:
+        raise EvalkitInputError("formula needs an effect column on the left: 'yi ~ moderator'.")
+    return formula.split("~", 1)[0].strip()

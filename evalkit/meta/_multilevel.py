@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from evalkit._errors import EvalkitInputError
-from evalkit._validate import check_option, describe_rows, require_columns
+from evalkit._validate import check_correlation, check_option, describe_rows, require_columns
 from evalkit.meta._algebra import wls
 from evalkit.meta._blocks import Blocks
 from evalkit.meta._input import MetaData
@@ -94,8 +94,8 @@ def fit_multilevel(
 ) -> MetaResults:
     """Fit by (restricted) maximum likelihood; variance components bounded at zero."""
     check_option("method", method, LikelihoodMethod)
-    if rho is not None and not 0.0 <= rho <= 1.0:
-        raise EvalkitInputError(f"rho must lie in [0, 1], got {rho!r}.")
+    if rho is not None:
+        check_correlation("rho", rho)
     cluster, codes = level_codes(data, levels)
     y, v, x = meta_data.y, meta_data.v, meta_data.x
     blocks = Blocks(y, v, x, cluster, codes, rho)

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from evalkit._errors import EvalkitInputError
-from evalkit._validate import check_option, describe_rows, require_columns
-from evalkit.meta._input import prepare
+from evalkit._validate import check_correlation, check_option, describe_rows, require_columns
+from evalkit.meta._input import prepare, resolve_effect
 from evalkit.meta._robust import RobustResults, sandwich
 
 WeightModel = Literal["CE", "HE"]
@@ -57,17 +57,14 @@ def robumeta(
         ``glance()`` reports τ² (and ω² or I²).
     """
     check_option("weights", weights, WeightModel)
-    if not 0.0 <= rho <= 1.0:
-        raise EvalkitInputError(f"rho must lie in [0, 1], got {rho!r}.")
-    if (effect is None) == (formula is None):
-        raise EvalkitInputError("give effect= or formula=, not both.")
+    check_correlation("rho", rho)
+    effect_name = resolve_effect(effect, formula)
     require_columns(data, [study])
     missing = data[study].isna().to_numpy()
     if missing.any():
         raise EvalkitInputError(
             f"{study} has missing IDs at {describe_rows(list(data.index), missing)}."
         )
-    effect_name = effect if effect is not None else str(formula).split("~", 1)[0].strip()
     prepared = prepare(data, effect=effect_name, variance=variance, formula=formula)
     order = np.argsort(pd.factorize(data[study], sort=True)[0], kind="stable")
     y, v, x = prepared.y[order], prepared.v[order], prepared.x[order]

@@ -10,7 +10,7 @@ import pandas as pd
 from formulaic import Formula
 
 from evalkit._errors import EvalkitInputError
-from evalkit._validate import check_option, describe_rows, require_columns
+from evalkit._validate import check_option, collinear_terms, describe_rows, require_columns
 from evalkit.multilevel.engine import ThetaLayout, optimise, profile
 from evalkit.multilevel.formula import RandomTerm, parse_formula
 from evalkit.multilevel.stats import build, group_codes, nesting_order
@@ -219,13 +219,8 @@ def lmm(
 
 
 def _check_rank(x: np.ndarray, terms: list[str]) -> None:
-    if np.linalg.matrix_rank(x) == x.shape[1]:
-        return
-    collinear = [
-        terms[j]
-        for j in range(1, x.shape[1])
-        if np.linalg.matrix_rank(x[:, : j + 1]) <= np.linalg.matrix_rank(x[:, :j])
-    ]
-    raise EvalkitInputError(
-        f"fixed effects are collinear: {', '.join(collinear)} add nothing to the terms before them."
-    )
+    collinear = collinear_terms(x, terms)
+    if collinear:
+        raise EvalkitInputError(
+            f"fixed effects are collinear: {', '.join(collinear)} add nothing to the terms before them."
+        )
