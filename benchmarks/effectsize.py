@@ -11,26 +11,15 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _timing import best_of
 from statsmodels.stats.meta_analysis import effectsize_smd
 
 from evalkit import effectsize as es
 from evalkit import simulate_district
-
-
-def best_of(function: Callable[[], object], repeats: int = 5) -> float:
-    """Fastest wall time of ``repeats`` calls, in seconds."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def smd_inputs(n: int, seed: int = 1) -> pd.DataFrame:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _timing import best_of
 
 from evalkit import meta
 
@@ -61,12 +62,7 @@ def evalkit_seconds(data: pd.DataFrame, formula: str | None, repeats: int) -> fl
             )
         meta.robust(fit, data["study"])
 
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return best_of(run, repeats)
 
 
 def pimeta_seconds(data: pd.DataFrame, moderators: list[str] | None) -> float | None:

@@ -27,6 +27,16 @@ def _konstantopoulos() -> pd.DataFrame:
     return evalkit.datasets.load("konstantopoulos2011").assign(year_c=lambda d: d["year"] - 1990)
 
 
+def _three_level(method: str) -> meta.MetaResults:
+    return meta.multilevel(
+        _konstantopoulos(),
+        effect="yi",
+        variance="vi",
+        levels=["district", "school"],
+        method=method,  # type: ignore[arg-type]
+    )
+
+
 def _sat() -> pd.DataFrame:
     return pd.read_csv(REFERENCE / "kalaian1996_ids.csv")
 
@@ -61,13 +71,7 @@ def _check_robust(res: meta.RobustResults, ref: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("method", ["REML", "ML"])
 def test_three_level_konstantopoulos(method: str) -> None:
-    fit = meta.multilevel(
-        _konstantopoulos(),
-        effect="yi",
-        variance="vi",
-        levels=["district", "school"],
-        method=method,  # type: ignore[arg-type]
-    )
+    fit = _three_level(method)
     _check_fit(fit, REF[f"konst_{method}"])
     assert fit.n_groups == {"district": 11, "school": 56}
 
@@ -158,13 +162,7 @@ def test_single_effect_studies_are_allowed() -> None:
 
 @pytest.mark.parametrize("method", ["REML", "ML"])
 def test_profile_likelihood_intervals(method: str) -> None:
-    fit = meta.multilevel(
-        _konstantopoulos(),
-        effect="yi",
-        variance="vi",
-        levels=["district", "school"],
-        method=method,  # type: ignore[arg-type]
-    )
+    fit = _three_level(method)
     table = meta.profile_intervals(fit).set_index("component")
     ref = REF[f"konst_{method}_profile"]
     for component in ("sigma2_district", "sigma2_school"):
