@@ -37,6 +37,8 @@ class ParsedFormula:
     response: str
     fixed: str
     random: tuple[RandomTerm, ...]
+    nested: tuple[tuple[tuple[str, ...], str], ...] = ()
+    """(upper factors, lower factor) for every ``upper/lower`` written in the formula."""
 
 
 _BAR = re.compile(r"\(([^()|]*?)(\|\|?)([^()]*?)\)")
@@ -68,8 +70,15 @@ def parse_formula(formula: str) -> ParsedFormula:
         )
     if not terms:
         raise EvalkitInputError("the formula has no random terms; add e.g. (1 | school).")
+    nested: list[tuple[tuple[str, ...], str]] = []
+    for _, _, grouping in _BAR.findall(right):
+        factors = [g.strip() for g in grouping.split("/")]
+        nested.extend((tuple(factors[:i]), factors[i]) for i in range(1, len(factors)))
     return ParsedFormula(
-        response=response, fixed=f"{response} ~ {fixed_right}", random=tuple(terms)
+        response=response,
+        fixed=f"{response} ~ {fixed_right}",
+        random=tuple(terms),
+        nested=tuple(dict.fromkeys(nested)),
     )
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -11,13 +11,28 @@ from formulaic import Formula
 
 from evalkit._errors import EvalkitInputError
 from evalkit._validate import check_option, collinear_terms, describe_rows, require_columns
+from evalkit.multilevel.containment import containment_df
 from evalkit.multilevel.engine import ThetaLayout, optimise, profile
 from evalkit.multilevel.formula import RandomTerm, parse_formula
-from evalkit.multilevel.stats import build, group_codes, nesting_order
+from evalkit.multilevel.frame import ModelFrame
+from evalkit.multilevel.kenward_roger import KenwardRoger, kenward_roger
+from evalkit.multilevel.satterthwaite import VarparInference, varpar_inference
+from evalkit.multilevel.sm_engine import fit_statsmodels
+from evalkit.multilevel.stats import (
+    SufficientStats,
+    build,
+    check_nested_ids,
+    group_codes,
+    group_labels,
+    nesting_order,
+)
+from evalkit.multilevel.summaries import icc, prv, r_squared
 from evalkit.results import Dropped, ModelResults
 
 EstimationMethod = Literal["REML", "ML"]
 MissingPolicy = Literal["drop", "raise"]
+Engine = Literal["evalkit", "statsmodels"]
+DfMethod = Literal["satterthwaite", "kenward-roger", "containment", "residual", "none"]
 SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on the diagonal of the relative factors
 
 
@@ -45,6 +60,27 @@ class LMMResults(ModelResults):
     variance_components: dict[str, pd.DataFrame] = field(default_factory=dict)
     sigma2: float = float("nan")
     levels: tuple[Level, ...] = ()
+    df_method: str = "satterthwaite"
+    frame: ModelFrame | None = field(default=None, repr=False)
+    stats: SufficientStats | None = field(default=None, repr=False)
+    layout: ThetaLayout | None = field(default=None, repr=False)
+    inference: VarparInference | KenwardRoger | None = field(default=None, repr=False)
+    group_labels: tuple[np.ndarray, ...] = field(default=(), repr=False)
+    data: pd.DataFrame | None = field(default=None, repr=False)
+    options: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def refit(self, **changes: Any) -> LMMResults:
+        """Fit the same formula to the same data with some options changed
+        (``method``, ``df_method``, ``missing``, ``reference``)."""
+        if self.data is None or self.formula is None:
+            raise EvalkitInputError("this fit kept no data to refit.")
+        return lmm(self.formula, self.data, **{**self.options, **changes})
+
+    @property
+    def factors(self) -> list[np.ndarray]:
+        """The relative factors ``T_l`` of every level (lowest first)."""
+        assert self.layout is not None
+        return self.layout.factors(self.theta)
 
 
 def _levels(terms: tuple[RandomTerm, ...]) -> list[Level]:
@@ -84,13 +120,42 @@ def _complete_rows(
     return data.loc[~incomplete], Dropped(rows=tuple(data.index[incomplete]), reasons=reasons)
 
 
+@overload
+def lmm(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    method: EstimationMethod = ...,
+    missing: MissingPolicy = ...,
+    df_method: DfMethod = ...,
+    reference: LMMResults | None = ...,
+    engine: Literal["evalkit"] = ...,
+) -> LMMResults: ...
+
+
+@overload
+def lmm(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    method: EstimationMethod = ...,
+    missing: MissingPolicy = ...,
+    df_method: DfMethod = ...,
+    reference: LMMResults | None = ...,
+    engine: Literal["statsmodels"],
+) -> ModelResults: ...
+
+
 def lmm(
     formula: str,
     data: pd.DataFrame,
     *,
     method: EstimationMethod = "REML",
     missing: MissingPolicy = "drop",
-) -> LMMResults:
+    df_method: DfMethod = "satterthwaite",
+    reference: LMMResults | None = None,
+    engine: Engine = "evalkit",
+) -> LMMResults | ModelResults:
     """Fit a nested linear mixed model by exact profiled REML or ML.
 
     Parameters
@@ -106,17 +171,37 @@ def lmm(
     missing
         ``"drop"``: listwise deletion, reported per column on ``result.dropped`` and
         in table notes; ``"raise"``: an error naming the column and rows.
+    df_method
+        Degrees of freedom of the t and F tests: ``"satterthwaite"`` (lmerTest's
+        default), ``"kenward-roger"`` (pbkrtest; REML only, and the SEs become the
+        Kenward–Roger adjusted ones), ``"containment"`` (nlme's between–within rule,
+        HLM's ``J − q − 1``), ``"residual"`` (``n − p``) or ``"none"`` (z tests, as
+        lme4's summary).
+    reference
+        A fit of the same outcome (usually the null model) against which
+        ``glance()`` reports the proportional reduction in variance per level.
+    engine
+        ``"evalkit"`` (default) or ``"statsmodels"``: the same formula through
+        statsmodels' MixedLM as a second opinion (one level, or two nested levels
+        with random intercepts below the top), returned on the plain results
+        contract. MixedLM's SEs come from the full Hessian of the likelihood, lme4's
+        and evalkit's from ``σ̂²(XᵀV̂⁻¹X)⁻¹`` (the variance parameters held at their
+        estimates), so SEs differ slightly even at the same optimum.
 
     Returns
     -------
     LMMResults
-        Fixed effects with Wald SEs ``σ̂²(XᵀM⁻¹X)⁻¹`` as lme4 computes them (z-based
-        here; small-sample df arrive with the inference module), variance components,
+        Fixed effects with Wald SEs ``σ̂²(XᵀM⁻¹X)⁻¹`` as lme4 computes them and df by
+        ``df_method``, variance components,
         the REML criterion or deviance exactly as lme4 defines it, and convergence
         facts (iterations, gradient norm, singular fit).
     """
     check_option("method", method, EstimationMethod)
     check_option("missing", missing, MissingPolicy)
+    check_option("df_method", df_method, DfMethod)
+    check_option("engine", engine, Engine)
+    if df_method == "kenward-roger" and method != "REML":
+        raise EvalkitInputError("df_method='kenward-roger' needs a REML fit (method='REML').")
     parsed = parse_formula(formula)
     fixed_formula = Formula(parsed.fixed)
     levels = _levels(parsed.random)
@@ -129,6 +214,13 @@ def lmm(
     )
     require_columns(data, used)
     complete, dropped = _complete_rows(data, used, missing)
+    for upper, lower in parsed.nested:
+        check_nested_ids(complete, upper, lower)
+    if engine == "statsmodels":
+        order = nesting_order(complete, [lv.grouping for lv in levels])
+        return fit_statsmodels(
+            parsed.fixed, [levels[i] for i in order], complete, method=method, dropped=dropped
+        )
     model_y, model_x = fixed_formula.get_model_matrix(complete)
     y = np.asarray(model_y, dtype=np.float64).ravel()
     x = np.asarray(model_x, dtype=np.float64)
@@ -138,17 +230,23 @@ def lmm(
     _check_rank(x, terms)
     order = nesting_order(complete, [lv.grouping for lv in levels])
     ordered = [levels[i] for i in order]
-    z_blocks = []
+    z_levels = []
     for level in ordered:
+        columns = []
         for column in level.columns:
             if column == "1":
-                z_blocks.append(np.ones(len(complete)))
+                columns.append(np.ones(len(complete)))
             else:
                 if not pd.api.types.is_numeric_dtype(complete[column]):
                     raise EvalkitInputError(f"random slope column {column!r} must be numeric.")
-                z_blocks.append(complete[column].to_numpy(dtype=np.float64))
-    design = np.column_stack([*z_blocks, x, y])
+                columns.append(complete[column].to_numpy(dtype=np.float64))
+        z_levels.append(np.column_stack(columns))
+    design = np.column_stack([*z_levels, x, y])
     codes = [group_codes(complete, level.grouping) for level in ordered]
+    frame = ModelFrame(x=x, y=y, z=tuple(z_levels), codes=tuple(codes))
+    labels = tuple(
+        group_labels(complete, level.grouping, c) for level, c in zip(ordered, codes, strict=True)
+    )
     stats = build(design, codes, [len(lv.columns) for lv in ordered], x.shape[1])
     layout = ThetaLayout.build([list(lv.blocks) for lv in ordered])
     reml = method == "REML"
@@ -157,6 +255,11 @@ def lmm(
     fit = profile(stats, factors, reml=reml)
     index = pd.Index(terms)
     cov = fit.sigma2 * fit.xtmx_inv
+    df, inference = _degrees_of_freedom(
+        df_method, stats, layout, optimum.theta, fit.sigma2, frame, reml
+    )
+    if isinstance(inference, KenwardRoger):
+        cov = inference.phi_adjusted
     components: dict[str, pd.DataFrame] = {}
     facts: dict[str, Any] = {"method": method}
     singular = False
@@ -197,10 +300,10 @@ def lmm(
         )
     if dropped.n:
         warnings.append(dropped.describe().rstrip("."))
-    return LMMResults(
+    result = LMMResults(
         params=pd.Series(fit.beta, index=index),
         cov=pd.DataFrame(cov, index=index, columns=index),
-        df=pd.Series(np.inf, index=index),
+        df=pd.Series(df, index=index),
         nobs=stats.n,
         model=f"linear mixed model ({method})",
         backend="evalkit",
@@ -215,7 +318,55 @@ def lmm(
         variance_components=components,
         sigma2=fit.sigma2,
         levels=tuple(ordered),
+        df_method=df_method,
+        frame=frame,
+        stats=stats,
+        layout=layout,
+        inference=inference,
+        group_labels=labels,
+        data=data,
+        options={"method": method, "missing": missing, "df_method": df_method},
     )
+    return _with_summaries(result, reference)
+
+
+def _with_summaries(result: LMMResults, reference: LMMResults | None) -> LMMResults:
+    """Add ICCs, R² and (against ``reference``) proportional reductions in variance."""
+    facts = dict(result.facts)
+    for name, value in icc(result).items():
+        facts[f"icc_{name}"] = value
+    r2 = r_squared(result)
+    facts["r2_marginal"] = r2["marginal"]
+    facts["r2_conditional"] = r2["conditional"]
+    if reference is not None:
+        for name, value in prv(result, reference).items():
+            facts[f"prv_{name}"] = value
+    facts["df_method"] = result.df_method
+    return replace(result, facts=facts)
+
+
+def _degrees_of_freedom(
+    df_method: str,
+    stats: SufficientStats,
+    layout: ThetaLayout,
+    theta: np.ndarray,
+    sigma2: float,
+    frame: ModelFrame,
+    reml: bool,
+) -> tuple[np.ndarray, VarparInference | KenwardRoger | None]:
+    p = stats.p
+    unit = np.eye(p)
+    if df_method == "satterthwaite":
+        info = varpar_inference(stats, layout, theta, float(np.sqrt(sigma2)), reml=reml)
+        return np.array([info.df(unit[j]) for j in range(p)]), info
+    if df_method == "kenward-roger":
+        kr = kenward_roger(frame, layout, layout.factors(theta), sigma2)
+        return np.array([kr.df(unit[[j]])[0] for j in range(p)]), kr
+    if df_method == "containment":
+        return containment_df(frame), None
+    if df_method == "residual":
+        return np.full(p, float(stats.n - p)), None
+    return np.full(p, np.inf), None
 
 
 def _check_rank(x: np.ndarray, terms: list[str]) -> None:

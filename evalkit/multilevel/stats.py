@@ -84,6 +84,15 @@ def group_codes(data: pd.DataFrame, grouping: tuple[str, ...]) -> np.ndarray:
     return _keys(data, grouping).to_numpy()
 
 
+def group_labels(data: pd.DataFrame, grouping: tuple[str, ...], codes: np.ndarray) -> np.ndarray:
+    """The label of each group code: the ID, or ``"a:b"`` for an interaction (as lme4)."""
+    first = pd.Series(np.arange(codes.size)).groupby(codes).first().to_numpy()
+    values = data[list(grouping)].iloc[first]
+    if len(grouping) == 1:
+        return values.iloc[:, 0].to_numpy()
+    return values.astype(str).agg(":".join, axis=1).to_numpy()
+
+
 def build(
     design: np.ndarray,
     levels_codes: list[np.ndarray],
@@ -118,3 +127,21 @@ def build(
         first = first[child_starts]
     n_groups = [int(boundaries.size)] + [int(s.size) for s in starts]
     return SufficientStats(cross=cross, starts=starts, q=q, n_groups=n_groups, p=p, n=n)
+
+
+def check_nested_ids(data: pd.DataFrame, upper: tuple[str, ...], lower: str) -> None:
+    """For ``upper/lower``: IDs that restart within each upper group are fine (lme4's
+    reading), but when only a few lower IDs appear under more than one upper group
+    the IDs were meant to be unique and the data are inconsistent: raise, naming them."""
+    spans = data.groupby(lower, sort=True)[list(upper)].nunique().max(axis=1)
+    shared = spans[spans > 1]
+    if 0 < len(shared) < 0.5 * len(spans):
+        shown = ", ".join(str(i) for i in shared.index[:10])
+        more = f" and {len(shared) - 10} more" if len(shared) > 10 else ""
+        where = "/".join(upper)
+        raise EvalkitInputError(
+            f"{lower} IDs {shown}{more} appear under more than one {where} ({len(shared)} of "
+            f"{len(spans)} IDs), while the rest are unique: the nesting {where}/{lower} is "
+            f"inconsistent. Fix the IDs, or write (1 | {':'.join(upper)}:{lower}) to treat "
+            "each combination as its own group."
+        )

@@ -1,0 +1,177 @@
+"""Model facts evaluators report: ICCs, R², proportional reduction in variance, and
+standardised effect sizes of multilevel coefficients."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from evalkit._errors import EvalkitInputError
+from evalkit._validate import check_option
+
+if TYPE_CHECKING:
+    from evalkit.multilevel.model import LMMResults
+
+Standardizer = Literal["total", "within", "between"]
+
+
+def intercept_variances(result: LMMResults) -> dict[str, float]:
+    """Random-intercept variance of each level (0 for a level without one)."""
+    out = {}
+    for level in result.levels:
+        matrix = result.variance_components[level.name].to_numpy()
+        k = level.columns.index("1") if "1" in level.columns else None
+        out[level.name] = 0.0 if k is None else float(matrix[k, k])
+    return out
+
+
+def icc(result: LMMResults) -> dict[str, float]:
+    """Intraclass correlation of each level: its intercept variance over the total
+    (all intercept variances plus the residual). With random slopes the ICC refers to
+    units at zero on the slope variables; from the null model it is the usual ICC."""
+    tau = intercept_variances(result)
+    total = sum(tau.values()) + result.sigma2
+    return {name: value / total for name, value in tau.items()}
+
+
+def random_variance(result: LMMResults) -> float:
+    """Mean variance the random effects add to an observation: ``Σ_l mean_i z_ilᵀ Σ_l z_il``
+    (Johnson 2014's extension of Nakagawa & Schielzeth to random slopes)."""
+    assert result.frame is not None
+    total = 0.0
+    for level, z in zip(result.levels, result.frame.z, strict=True):
+        sigma = result.variance_components[level.name].to_numpy()
+        total += float(np.mean(np.einsum("ij,jk,ik->i", z, sigma, z)))
+    return total
+
+
+def r_squared(result: LMMResults) -> dict[str, float]:
+    """Marginal and conditional R² of Nakagawa & Schielzeth (2013, Methods Ecol. Evol. 4),
+    with Johnson's (2014) random-slope term: ``σ²_f/(σ²_f + σ²_r + σ²)`` and
+    ``(σ²_f + σ²_r)/(σ²_f + σ²_r + σ²)``, ``σ²_f`` the variance of the fixed-part
+    predictions."""
+    assert result.frame is not None
+    fitted = result.frame.x @ result.params.to_numpy()
+    var_f = float(np.var(fitted, ddof=1))
+    var_r = random_variance(result)
+    total = var_f + var_r + result.sigma2
+    return {"marginal": var_f / total, "conditional": (var_f + var_r) / total}
+
+
+def prv(result: LMMResults, reference: LMMResults) -> dict[str, float]:
+    """Proportional reduction in variance per level against a reference (usually the
+    null) model: ``(τ_ref − τ)/τ_ref`` for intercept variances and the residual
+    (Raudenbush & Bryk 2002, eq. 4.24). Negative values are possible and reported."""
+    tau, ref = intercept_variances(result), intercept_variances(reference)
+    missing = set(tau) ^ set(ref)
+    if missing:
+        raise EvalkitInputError(
+            f"the reference model has different grouping levels ({', '.join(sorted(missing))})."
+        )
+    out = {
+        name: (ref[name] - tau[name]) / ref[name] if ref[name] > 0 else float("nan") for name in tau
+    }
+    out["residual"] = (reference.sigma2 - result.sigma2) / reference.sigma2
+    return out
+
+
+@dataclass(frozen=True)
+class StandardizedEffect:
+    """A coefficient divided by a standard deviation implied by variance components."""
+
+    term: str
+    estimate: float
+    se: float
+    ci_low: float
+    ci_high: float
+    standardizer: str
+    sd: float
+    df: float
+
+    def to_frame(self) -> pd.DataFrame:
+        """One-row DataFrame."""
+        return pd.DataFrame([self.__dict__])
+
+
+def effect_size(
+    result: LMMResults,
+    term: str,
+    *,
+    standardizer: Standardizer = "total",
+    reference: LMMResults | None = None,
+    level: float = 0.95,
+) -> StandardizedEffect:
+    """Standardised coefficient δ = β/S (Hedges 2007, J. Educ. Behav. Stat. 32(4)).
+
+    S is the total SD (all variance components; δ_T, the WWC metric), the within SD
+    (the residual, δ_W) or the between SD (the top-level intercept, δ_B), taken from
+    ``reference`` — the unconditional model, as DOMAIN.md §1 prescribes — when given,
+    otherwise from ``result`` itself (with a warning-worthy caveat: covariate-adjusted
+    components shrink S). The SE adds the uncertainty of S by the delta method,
+    ``Var(δ) ≈ SE(β)²/S² + β² Var(Ŝ)/S⁴``, with ``Var(Ŝ)`` from the asymptotic
+    covariance of the variance parameters (available when the source model was fitted
+    with ``df_method="satterthwaite"``; otherwise S is treated as known). The CI
+    uses the coefficient's df.
+    """
+    check_option("standardizer", standardizer, Standardizer)
+    if term not in result.params.index:
+        raise EvalkitInputError(f"term {term!r} is not a fixed effect of the model.")
+    source = reference if reference is not None else result
+    tau = intercept_variances(source)
+    if standardizer == "total":
+        variance = sum(tau.values()) + source.sigma2
+    elif standardizer == "within":
+        variance = source.sigma2
+    else:
+        top = source.levels[-1].name
+        variance = tau[top]
+        if variance <= 0:
+            raise EvalkitInputError(f"the between-{top} variance is zero; δ_B is undefined.")
+    sd = float(np.sqrt(variance))
+    beta = float(result.params[term])
+    sd_var = _standardizer_variance(source, standardizer)
+    se = float(np.sqrt(float(result.std_errors[term]) ** 2 / sd**2 + beta**2 * sd_var / sd**4))
+    df = float(result.df[term])
+    crit = stats.norm.ppf(0.5 + level / 2) if np.isinf(df) else stats.t.ppf(0.5 + level / 2, df)
+    delta = beta / sd
+    return StandardizedEffect(
+        term, delta, se, delta - crit * se, delta + crit * se, standardizer, sd, df
+    )
+
+
+def _standardizer_variance(source: LMMResults, standardizer: str) -> float:
+    """Var(Ŝ) by the delta method in the variance parameters φ = (θ, σ)."""
+    from evalkit.multilevel.satterthwaite import VarparInference
+
+    info = source.inference
+    if not isinstance(info, VarparInference) or source.layout is None:
+        return 0.0
+    layout = source.layout
+    top = len(source.levels) - 1
+
+    def sd(vp: np.ndarray) -> float:
+        sigma2 = float(vp[-1]) ** 2
+        factors = layout.factors(vp[:-1])
+        taus = []
+        for level, t in zip(source.levels, factors, strict=True):
+            k = level.columns.index("1") if "1" in level.columns else None
+            taus.append(0.0 if k is None else sigma2 * float(t[k] @ t[k]))
+        if standardizer == "total":
+            return float(np.sqrt(sum(taus) + sigma2))
+        if standardizer == "within":
+            return float(np.sqrt(sigma2))
+        return float(np.sqrt(taus[top]))
+
+    point = np.r_[source.theta, np.sqrt(source.sigma2)]
+    grad = np.empty(point.size)
+    for i in range(point.size):
+        step = 1e-6 * max(abs(point[i]), 1e-3)
+        up, down = point.copy(), point.copy()
+        up[i] += step
+        down[i] -= step
+        grad[i] = (sd(up) - sd(down)) / (2 * step)
+    return float(grad @ info.vcov_varpar @ grad)
