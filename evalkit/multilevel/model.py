@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Literal, overload
 
 import numpy as np
@@ -10,7 +11,7 @@ import pandas as pd
 from formulaic import Formula
 
 from evalkit._errors import EvalkitInputError
-from evalkit._validate import check_option, collinear_terms, describe_rows, require_columns
+from evalkit._validate import check_option, describe_rows, require_columns
 from evalkit.multilevel.containment import containment_df
 from evalkit.multilevel.engine import ThetaLayout, optimise, profile
 from evalkit.multilevel.formula import RandomTerm, parse_formula
@@ -22,7 +23,6 @@ from evalkit.multilevel.stats import (
     SufficientStats,
     build,
     check_nested_ids,
-    group_codes,
     group_labels,
     nesting_order,
 )
@@ -65,7 +65,19 @@ class LMMResults(ModelResults):
     stats: SufficientStats | None = field(default=None, repr=False)
     layout: ThetaLayout | None = field(default=None, repr=False)
     inference: VarparInference | KenwardRoger | None = field(default=None, repr=False)
-    group_labels: tuple[np.ndarray, ...] = field(default=(), repr=False)
+    rows_used: np.ndarray | None = field(default=None, repr=False)
+
+    @cached_property
+    def group_labels(self) -> tuple[np.ndarray, ...]:
+        """For each level (lowest first), the label of each integer group code."""
+        if self.data is None or self.frame is None or self.rows_used is None:
+            return ()
+        rows = self.data.iloc[self.rows_used]
+        return tuple(
+            group_labels(rows, level.grouping, codes)
+            for level, codes in zip(self.levels, self.frame.codes, strict=True)
+        )
+
     data: pd.DataFrame | None = field(default=None, repr=False)
     options: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -217,37 +229,25 @@ def lmm(
     for upper, lower in parsed.nested:
         check_nested_ids(complete, upper, lower)
     if engine == "statsmodels":
-        order = nesting_order(complete, [lv.grouping for lv in levels])
+        order, _ = nesting_order(complete, [lv.grouping for lv in levels])
         return fit_statsmodels(
             parsed.fixed, [levels[i] for i in order], complete, method=method, dropped=dropped
         )
-    model_y, model_x = fixed_formula.get_model_matrix(complete)
-    y = np.asarray(model_y, dtype=np.float64).ravel()
-    x = np.asarray(model_x, dtype=np.float64)
-    terms = [str(c) for c in model_x.columns]
-    if np.ptp(y) == 0:
-        raise EvalkitInputError(f"the outcome {parsed.response!r} has no variance.")
-    _check_rank(x, terms)
-    order = nesting_order(complete, [lv.grouping for lv in levels])
+    order, all_codes = nesting_order(complete, [lv.grouping for lv in levels])
     ordered = [levels[i] for i in order]
-    z_levels = []
-    for level in ordered:
-        columns = []
-        for column in level.columns:
-            if column == "1":
-                columns.append(np.ones(len(complete)))
-            else:
-                if not pd.api.types.is_numeric_dtype(complete[column]):
-                    raise EvalkitInputError(f"random slope column {column!r} must be numeric.")
-                columns.append(complete[column].to_numpy(dtype=np.float64))
-        z_levels.append(np.column_stack(columns))
-    design = np.column_stack([*z_levels, x, y])
-    codes = [group_codes(complete, level.grouping) for level in ordered]
-    frame = ModelFrame(x=x, y=y, z=tuple(z_levels), codes=tuple(codes))
-    labels = tuple(
-        group_labels(complete, level.grouping, c) for level, c in zip(ordered, codes, strict=True)
+    frame, design, spec = _model_frame(
+        fixed_formula, complete, ordered, [all_codes[i] for i in order]
     )
-    stats = build(design, codes, [len(lv.columns) for lv in ordered], x.shape[1])
+    terms = [str(c) for c in spec.column_names]
+    if np.ptp(frame.y) == 0:
+        raise EvalkitInputError(f"the outcome {parsed.response!r} has no variance.")
+    q_total = sum(len(lv.columns) for lv in ordered)
+    p = len(terms)
+    stats = build(design, list(frame.codes), [len(lv.columns) for lv in ordered], p)
+    del design
+    xtx = stats.cross[:, q_total : q_total + p, q_total : q_total + p].sum(axis=0)
+    _check_rank(xtx, terms)
+    x = frame.x
     layout = ThetaLayout.build([list(lv.blocks) for lv in ordered])
     reml = method == "REML"
     optimum = optimise(stats, layout, reml=reml)
@@ -312,7 +312,7 @@ def lmm(
         warnings=tuple(warnings),
         dropped=dropped,
         formula=formula,
-        spec=model_x.model_spec,
+        spec=spec,
         method=method,
         theta=optimum.theta,
         variance_components=components,
@@ -323,7 +323,7 @@ def lmm(
         stats=stats,
         layout=layout,
         inference=inference,
-        group_labels=labels,
+        rows_used=np.flatnonzero(data[used].notna().all(axis=1).to_numpy()),
         data=data,
         options={"method": method, "missing": missing, "df_method": df_method},
     )
@@ -369,8 +369,69 @@ def _degrees_of_freedom(
     return np.full(p, np.inf), None
 
 
-def _check_rank(x: np.ndarray, terms: list[str]) -> None:
-    collinear = collinear_terms(x, terms)
+def _model_frame(
+    fixed_formula: Formula, complete: pd.DataFrame, ordered: list[Level], codes: list[np.ndarray]
+) -> tuple[ModelFrame, np.ndarray, Any]:
+    """One float64 array ``[Z_L, …, Z_1, X, y]`` and a model frame of views into it.
+
+    Built in place from formulaic's NumPy output, so the rows exist once (plus the
+    formula's own matrix while it is copied in)."""
+    model_y, model_x = fixed_formula.get_model_matrix(complete, output="numpy")
+    spec = model_x.model_spec
+    n = len(complete)
+    widths = [len(lv.columns) for lv in ordered]
+    q_total, p = sum(widths), model_x.shape[1]
+    design = np.empty((n, q_total + p + 1))
+    column = 0
+    z_views = []
+    for level in ordered:
+        start = column
+        for name in level.columns:
+            if name == "1":
+                design[:, column] = 1.0
+            else:
+                if not pd.api.types.is_numeric_dtype(complete[name]):
+                    raise EvalkitInputError(f"random slope column {name!r} must be numeric.")
+                design[:, column] = complete[name].to_numpy(dtype=np.float64)
+            column += 1
+        z_views.append(design[:, start:column])
+    design[:, q_total : q_total + p] = model_x
+    design[:, -1] = np.asarray(model_y, dtype=np.float64).ravel()
+    del model_x, model_y
+    frame = ModelFrame(
+        x=design[:, q_total : q_total + p],
+        y=design[:, -1],
+        z=tuple(z_views),
+        codes=tuple(codes),
+    )
+    return frame, design, spec
+
+
+COLLINEAR_TOL = 1e-13
+"""A column is collinear when its residual sum of squares on the earlier columns is
+below this share of its own sum of squares (about 3e-7 on the scale of QR's R
+diagonal; lme4's rank check uses 1e-7 there)."""
+
+
+def _check_rank(xtx: np.ndarray, terms: list[str]) -> None:
+    """Sequential check on ``XᵀX``: which columns add nothing to the ones before them."""
+    collinear = []
+    kept: list[int] = []
+    for j in range(xtx.shape[0]):
+        own = float(xtx[j, j])
+        if own <= 0:
+            collinear.append(terms[j])
+            continue
+        if kept:
+            block = xtx[np.ix_(kept, kept)]
+            cross = xtx[kept, j]
+            residual = own - float(cross @ np.linalg.solve(block, cross))
+        else:
+            residual = own
+        if residual <= COLLINEAR_TOL * own:
+            collinear.append(terms[j])
+        else:
+            kept.append(j)
     if collinear:
         raise EvalkitInputError(
             f"fixed effects are collinear: {', '.join(collinear)} add nothing to the terms before them."

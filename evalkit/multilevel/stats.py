@@ -48,40 +48,39 @@ class SufficientStats:
     n: int
 
 
-def nesting_order(data: pd.DataFrame, groupings: list[tuple[str, ...]]) -> list[int]:
+def nesting_order(
+    data: pd.DataFrame, groupings: list[tuple[str, ...]]
+) -> tuple[list[int], list[np.ndarray]]:
     """Order grouping levels from the lowest (most groups) up and check they are nested.
 
-    Raises an error naming the factors when two levels cross (a group of the lower
-    level appears in more than one group of the level above it).
+    Returns the order and the integer group codes of every grouping (in the order
+    given). Raises an error naming the factors when two levels cross (a group of the
+    lower level appears in more than one group of the level above it).
     """
-    keys = [_keys(data, g) for g in groupings]
-    counts = [int(k.nunique()) for k in keys]
+    codes = [group_codes(data, g) for g in groupings]
+    counts = [int(c.max()) + 1 if c.size else 0 for c in codes]
     order = sorted(range(len(groupings)), key=lambda i: -counts[i])
     for lower, upper in itertools.pairwise(order):
-        parents = (
-            pd.DataFrame({"lower": keys[lower], "upper": keys[upper]})
-            .groupby("lower")["upper"]
-            .nunique()
-        )
-        crossed = parents[parents > 1]
-        if len(crossed):
+        pairs = np.unique(codes[lower].astype(np.int64) * counts[upper] + codes[upper])
+        if pairs.size > counts[lower]:
+            children = pairs // counts[upper]
+            repeated = children[1:][children[1:] == children[:-1]]
+            first = int(repeated[0])
+            label = group_labels(data, groupings[lower], codes[lower])[first]
+            spread = int(np.sum(children == first))
             low, up = ":".join(groupings[lower]), ":".join(groupings[upper])
             raise EvalkitInputError(
-                f"grouping factors {low} and {up} are crossed, not nested ({low} {crossed.index[0]} "
-                f"appears in {int(crossed.iloc[0])} groups of {up}); crossed designs are not supported yet. "
+                f"grouping factors {low} and {up} are crossed, not nested ({low} {label} "
+                f"appears in {spread} groups of {up}); crossed designs are not supported yet. "
                 "If the IDs restart within each group, write the nesting as (1 | upper/lower)."
             )
-    return order
-
-
-def _keys(data: pd.DataFrame, grouping: tuple[str, ...]) -> pd.Series:
-    """One integer code per group of ``grouping`` (a factor or an interaction of factors)."""
-    return pd.Series(data.groupby(list(grouping), sort=False).ngroup().to_numpy(), index=data.index)
+    return order, codes
 
 
 def group_codes(data: pd.DataFrame, grouping: tuple[str, ...]) -> np.ndarray:
-    """Integer group codes of a grouping, for :func:`build`."""
-    return _keys(data, grouping).to_numpy()
+    """Integer group codes (0, 1, … in order of appearance) of a factor or an
+    interaction of factors, for :func:`build`."""
+    return data.groupby(list(grouping), sort=False).ngroup().to_numpy()
 
 
 def group_labels(data: pd.DataFrame, grouping: tuple[str, ...], codes: np.ndarray) -> np.ndarray:
@@ -90,7 +89,13 @@ def group_labels(data: pd.DataFrame, grouping: tuple[str, ...], codes: np.ndarra
     values = data[list(grouping)].iloc[first]
     if len(grouping) == 1:
         return values.iloc[:, 0].to_numpy()
-    return values.astype(str).agg(":".join, axis=1).to_numpy()
+    return np.array(
+        [":".join(map(str, row)) for row in values.itertuples(index=False)], dtype=object
+    )
+
+
+CHUNK = 65_536
+"""Rows per block when summing cross-products (bounds the temporary arrays)."""
 
 
 def build(
@@ -105,18 +110,30 @@ def build(
     nested in the next.
     """
     n = design.shape[0]
-    # Sort rows by the hierarchy (top level first) so children sit next to their parents.
+    # Sort rows by the hierarchy (top level first) so children sit next to their parents;
+    # files usually arrive sorted, and then no copy is made.
     order = np.lexsort(tuple(levels_codes))
-    design = design[order]
-    codes = [c[order] for c in levels_codes]
+    if not np.all(order[1:] > order[:-1]):
+        design = design[order]
+        codes = [c[order] for c in levels_codes]
+    else:
+        codes = list(levels_codes)
     lowest = codes[0]
     boundaries = np.flatnonzero(np.r_[True, lowest[1:] != lowest[:-1]])
     c = design.shape[1]
     cross = np.empty((boundaries.size, c, c))
-    for i in range(c):
-        block = np.add.reduceat(design[:, i : i + 1] * design[:, i:], boundaries, axis=0)
-        cross[:, i, i:] = block
-        cross[:, i:, i] = block
+    # Row blocks of about CHUNK rows cut at group boundaries bound the temporaries.
+    cuts = np.searchsorted(boundaries, np.arange(0, n, CHUNK), side="right") - 1
+    cuts = np.unique(np.r_[cuts, boundaries.size])
+    for first, last in itertools.pairwise(cuts):
+        lo = boundaries[first]
+        hi = boundaries[last] if last < boundaries.size else n
+        block = design[lo:hi]
+        local = boundaries[first:last] - lo
+        for i in range(c):
+            sums = np.add.reduceat(block[:, i : i + 1] * block[:, i:], local, axis=0)
+            cross[first:last, i, i:] = sums
+            cross[first:last, i:, i] = sums
     starts = []
     codes_per_group = [lv[boundaries] for lv in codes]  # each level's code, per lowest group
     first = np.arange(boundaries.size)  # first lowest group of each current-level group
