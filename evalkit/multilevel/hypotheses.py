@@ -125,7 +125,8 @@ def lrt(smaller: LMMResults, larger: LMMResults) -> LikelihoodRatioTest:
     same_fixed = list(smaller.params.index) == list(larger.params.index)
     refitted = False
     if not same_fixed and "REML" in (smaller.method, larger.method):
-        smaller, larger = smaller.refit(method="ML"), larger.refit(method="ML")
+        smaller = smaller.refit(method="ML", df_method="none")
+        larger = larger.refit(method="ML", df_method="none")
         refitted = True
     if smaller.method != larger.method:
         raise EvalkitInputError("compare two REML fits or two ML fits, not one of each.")
