@@ -40,6 +40,9 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/effectsize.py
+	$(BIN)/python benchmarks/meta.py --quick --no-loo
+	$(BIN)/python benchmarks/multilevel.py
+	$(BIN)/python benchmarks/power.py
 
 clean:
 	rm -rf $(VENV) site results .pytest_cache .mypy_cache .ruff_cache

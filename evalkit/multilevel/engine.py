@@ -63,6 +63,12 @@ class ThetaLayout:
         return out
 
 
+THETA_MAX = 1e4
+"""Bound on |θ| (random-effect SD relative to the residual SD, 10⁴: a variance ratio of
+10⁸). The profiled deviance flattens as a variance grows, and without a bound a
+quasi-Newton step can fly to 10⁹, where XᵀM⁻¹X is no longer numerically definite."""
+
+
 @dataclass(frozen=True)
 class Reduction:
     """Totals after the recursion, at one θ."""
@@ -203,10 +209,13 @@ def optimise(stats: SufficientStats, layout: ThetaLayout, *, reml: bool) -> Opti
     reducer = Reducer(stats)
 
     def objective(theta: np.ndarray) -> float:
-        return profile(stats, layout.factors(theta), reml=reml, reducer=reducer).deviance
+        try:
+            return profile(stats, layout.factors(theta), reml=reml, reducer=reducer).deviance
+        except np.linalg.LinAlgError:  # XᵀM⁻¹X lost definiteness numerically: far off
+            return np.inf
 
-    lower = np.array([-np.inf if low is None else low for low in layout.lower_bounds])
-    bounds = [(low, None) for low in layout.lower_bounds]
+    lower = np.array([-THETA_MAX if low is None else low for low in layout.lower_bounds])
+    bounds = [(float(low), THETA_MAX) for low in lower]
     attempts: list[str] = []
     best_theta: np.ndarray | None = None
     best_value = np.inf
@@ -247,7 +256,7 @@ def optimise(stats: SufficientStats, layout: ThetaLayout, *, reml: bool) -> Opti
 
 
 def _polish(
-    objective: object, theta: np.ndarray, value: float, bounds: list[tuple[float | None, None]]
+    objective: object, theta: np.ndarray, value: float, bounds: list[tuple[float, float]]
 ) -> tuple[np.ndarray, float, int, float]:
     """Nelder–Mead from a small simplex around θ: it compares deviances only, so it is
     not misled by the noise of finite-difference gradients on large data. Returns the
@@ -345,7 +354,7 @@ def _newton(
         decrement = float(-0.5 * grad[index] @ direction[index])
         size = 1.0
         while size > 1e-6:
-            candidate = np.maximum(theta + size * direction, lower)
+            candidate = np.clip(theta + size * direction, lower, THETA_MAX)
             trial = float(objective(candidate))  # type: ignore[operator]
             if trial <= value:
                 break
