@@ -81,6 +81,13 @@ class District:
         ``coached`` copied for convenience.
     truth
         The generating parameters.
+    survey
+        Teacher survey responses, one row per teacher: ``teacher_id``,
+        ``school_id`` and four 1–5 Likert items per condition (``lead1``–``lead4``,
+        ``collab1``–``collab4``, ``ready1``–``ready4``; item 4 of each is
+        reverse-worded), about 3% of responses missing and 5% of teachers not
+        responding at all. Items load on the teacher's perception, which is the
+        school condition plus teacher-level noise (ICC(1) about .3).
     """
 
     schools: pd.DataFrame
@@ -90,6 +97,7 @@ class District:
     students: pd.DataFrame
     truth: DistrictTruth
     seed: int | None = field(default=None)
+    survey: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _check_sizes(**sizes: int) -> None:
@@ -228,6 +236,7 @@ def simulate_district(
     teachers["coaching_hours"] = hours.reindex(teachers["teacher_id"], fill_value=0.0).to_numpy()
     observations = _observations(gen, schools, teachers, observations_per_teacher, truth)
     students = _students(gen, schools, teachers, students_per_teacher, size_variation, truth)
+    survey = _survey(gen, schools, teachers)
     return District(
         schools=schools,
         teachers=teachers,
@@ -236,7 +245,46 @@ def simulate_district(
         students=students,
         truth=truth,
         seed=seed,
+        survey=survey,
     )
+
+
+SURVEY_ITEMS = {
+    "leadership": ("lead1", "lead2", "lead3", "lead4"),
+    "collaboration": ("collab1", "collab2", "collab3", "collab4"),
+    "readiness": ("ready1", "ready2", "ready3", "ready4"),
+}
+"""Survey items per school condition; the fourth item of each is reverse-worded."""
+REVERSED_ITEMS = ("lead4", "collab4", "ready4")
+
+
+def _survey(
+    gen: np.random.Generator, schools: pd.DataFrame, teachers: pd.DataFrame
+) -> pd.DataFrame:
+    """Likert responses drawn after every other table, so those stay as they were."""
+    n = len(teachers)
+    position = pd.Index(schools["school_id"]).get_indexer(teachers["school_id"])
+    frame = pd.DataFrame(
+        {
+            "teacher_id": teachers["teacher_id"].to_numpy(),
+            "school_id": teachers["school_id"].to_numpy(),
+        }
+    )
+    cuts = np.array([-1.5, -0.5, 0.5, 1.5])
+    for condition, items in SURVEY_ITEMS.items():
+        # Perception = school condition + teacher noise; ICC(1) = 1/(1 + 1.5²) ≈ .31.
+        perception = schools[condition].to_numpy()[position] + 1.5 * gen.standard_normal(n)
+        for k, item in enumerate(items):
+            latent = 0.8 * perception / np.sqrt(1 + 1.5**2) + 0.6 * gen.standard_normal(n)
+            answer = 1 + np.searchsorted(cuts, latent)
+            if k == 3:
+                answer = 6 - answer
+            frame[item] = answer.astype(float)
+    answers = frame.columns[2:]
+    frame[answers] = frame[answers].mask(gen.random((n, len(answers))) < 0.03)
+    silent = gen.random(n) < 0.05
+    frame.loc[silent, answers] = np.nan
+    return frame
 
 
 def _conditions(

@@ -52,6 +52,9 @@ def parse_formula(formula: str) -> ParsedFormula:
     >>> parsed = parse_formula("y ~ x + (1 + x | school) + (1 | school:teacher)")
     >>> parsed.fixed, [(t.columns, t.name) for t in parsed.random]
     ('y ~ x', [(('1', 'x'), 'school'), (('1',), 'school:teacher')])
+    >>> parse_formula("y ~ 1 + (1 | a) + (1 | a:b) + (1 | a:b:c)").fixed
+    'y ~ 1'
+
     """
     if "~" not in formula:
         raise EvalkitInputError(
@@ -62,7 +65,8 @@ def parse_formula(formula: str) -> ParsedFormula:
     for inside, bar, grouping in _BAR.findall(right):
         terms.extend(_expand(inside.strip(), bar, grouping.strip()))
     fixed_right = _BAR.sub("", right)
-    fixed_right = re.sub(r"\+\s*\+", "+", fixed_right)
+    while re.search(r"\+\s*\+", fixed_right):
+        fixed_right = re.sub(r"\+\s*\+", "+", fixed_right)
     fixed_right = re.sub(r"^\s*\+|\+\s*$", "", fixed_right.strip()).strip() or "1"
     if "|" in fixed_right:
         raise EvalkitInputError(

@@ -16,7 +16,7 @@ from evalkit._validate import check_option
 if TYPE_CHECKING:
     from evalkit.multilevel.model import LMMResults
 
-Standardizer = Literal["total", "within", "between"]
+Standardizer = Literal["total", "within", "between", "clusters"]
 
 
 def intercept_variances(result: LMMResults) -> dict[str, float]:
@@ -108,7 +108,10 @@ def effect_size(
     """Standardised coefficient δ = β/S (Hedges 2007, J. Educ. Behav. Stat. 32(4)).
 
     S is the total SD (all variance components; δ_T, the WWC metric), the within SD
-    (the residual, δ_W) or the between SD (the top-level intercept, δ_B), taken from
+    (the residual, δ_W), the between SD (the top-level intercept, δ_B) or the SD of
+    the cluster-level true scores (``"clusters"``: all intercept variances without
+    the residual — for observation scores in teachers in schools, the teacher-level
+    distribution DOMAIN.md §1 asks for), taken from
     ``reference`` — the unconditional model, as DOMAIN.md §1 prescribes — when given,
     otherwise from ``result`` itself (with a warning-worthy caveat: covariate-adjusted
     components shrink S). The SE adds the uncertainty of S by the delta method,
@@ -126,6 +129,12 @@ def effect_size(
         variance = sum(tau.values()) + source.sigma2
     elif standardizer == "within":
         variance = source.sigma2
+    elif standardizer == "clusters":
+        variance = sum(tau.values())
+        if variance <= 0:
+            raise EvalkitInputError(
+                "the cluster-level variances are zero; the standardiser is undefined."
+            )
     else:
         top = source.levels[-1].name
         variance = tau[top]
@@ -164,6 +173,8 @@ def _standardizer_variance(source: LMMResults, standardizer: str) -> float:
             return float(np.sqrt(sum(taus) + sigma2))
         if standardizer == "within":
             return float(np.sqrt(sigma2))
+        if standardizer == "clusters":
+            return float(np.sqrt(sum(taus)))
         return float(np.sqrt(taus[top]))
 
     point = np.r_[source.theta, np.sqrt(source.sigma2)]

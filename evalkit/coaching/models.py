@@ -1,0 +1,294 @@
+"""The model sequences of a coaching evaluation: null → treatment → covariates →
+moderation, for instruction (observation scores in teachers in schools) and for
+achievement (students in teachers in schools)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from evalkit._errors import EvalkitInputError
+from evalkit._validate import describe_rows, require_columns
+from evalkit.multilevel import LMMResults, effect_size, lmm
+from evalkit.multilevel.model import DfMethod
+from evalkit.multilevel.summaries import Standardizer
+from evalkit.results import Dropped
+from evalkit.tables import Table, regression_table
+from evalkit.tables._format import fmt_number
+
+CONDITIONS = ("leadership", "collaboration", "readiness")
+
+
+@dataclass(frozen=True)
+class ModelSequence:
+    """Fitted models in presentation order, with the standardised coaching effect.
+
+    ``effects`` has one row per model with a treatment term: the coefficient, its
+    standardised value with SE and CI (against the null model's variance
+    components), the standardiser and its SD.
+    """
+
+    outcome: str
+    treatment: str
+    models: dict[str, LMMResults]
+    effects: pd.DataFrame
+    standardizer: str
+    metric: str
+    dropped: Dropped = field(default_factory=Dropped)
+
+    def table(self, *, digits: int = 2, title: str | None = None) -> Table:
+        """Side-by-side table: fixed effects (SE), variance components, ICCs,
+        proportional reduction in variance, standardised effect and fit statistics."""
+        null = self.models["Null"]
+        statistics = {"nobs": "N"}
+        for level in null.levels:
+            statistics[f"var_{level.name}_intercept"] = f"Var({level.name})"
+        statistics["sigma2"] = "Var(residual)"
+        for level in null.levels:
+            statistics[f"icc_{level.name}"] = f"ICC({level.name})"
+        for level in null.levels:
+            statistics[f"prv_{level.name}"] = f"PRV({level.name})"
+        statistics["prv_residual"] = "PRV(residual)"
+        statistics.update({"reml_criterion": "REML criterion", "AIC": "AIC", "BIC": "BIC"})
+        notes = [
+            f"Outcome: {self.outcome}. Linear mixed models fitted by REML; SEs in parentheses with "
+            f"{null.df_method} degrees of freedom for the tests.",
+            "PRV: proportional reduction in each variance component relative to the null model.",
+            f"Effect size: the {self.treatment} coefficient divided by the {self.metric} SD of the null model "
+            "(Hedges 2007); its SE includes the uncertainty of that SD.",
+        ]
+        if self.dropped.n:
+            notes.append(f"Before fitting, {self.dropped.describe()}")
+        shown = [
+            str(t)
+            for t in dict.fromkeys(t for m in self.models.values() for t in m.params.index)
+            if not str(t).startswith("C(_rater)")
+        ]
+        if len(shown) < len({t for m in self.models.values() for t in m.params.index}):
+            notes.append("Rater fixed effects included, not shown.")
+        table = regression_table(
+            self.models,
+            terms=shown,
+            statistics=statistics,
+            digits=digits,
+            title=title or f"Model sequence for {self.outcome}",
+            notes=notes,
+        )
+        row = []
+        for name in self.models:
+            if name in self.effects.index:
+                e = self.effects.loc[name].astype(float).to_dict()
+                row.append(
+                    f"{fmt_number(e['effect_size'], digits)} [{fmt_number(e['ci_low'], digits)}, {fmt_number(e['ci_high'], digits)}]"
+                )
+            else:
+                row.append("")
+        body = table.body.copy()
+        position = list(body.index).index("N")
+        label = "Effect size [95% CI]"
+        top = body.iloc[:position]
+        bottom = body.iloc[position:]
+        extra = pd.DataFrame([row], index=[label], columns=body.columns)
+        return Table(
+            body=pd.concat([top, extra, bottom]),
+            title=table.title,
+            notes=table.notes,
+            data=table.data,
+            stub_header=table.stub_header,
+        )
+
+
+def _effects(
+    models: dict[str, LMMResults], treatment: str, standardizer: Standardizer
+) -> pd.DataFrame:
+    null = models["Null"]
+    rows = {}
+    for name, model in models.items():
+        if treatment not in model.params.index:
+            continue
+        es = effect_size(model, treatment, standardizer=standardizer, reference=null)
+        rows[name] = {
+            "estimate": float(model.params[treatment]),
+            "std_error": float(model.std_errors[treatment]),
+            "p_value": float(model.pvalues[treatment]),
+            "effect_size": es.estimate,
+            "es_se": es.se,
+            "ci_low": es.ci_low,
+            "ci_high": es.ci_high,
+            "sd": es.sd,
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def fit_sequence(
+    data: pd.DataFrame,
+    *,
+    outcome: str,
+    treatment: str,
+    random: str,
+    covariates: Sequence[str],
+    moderators: Sequence[str],
+    standardizer: Standardizer,
+    metric: str,
+    df_method: DfMethod = "satterthwaite",
+    dropped: Dropped | None = None,
+) -> ModelSequence:
+    """Fit the four models; the covariates model adds ``covariates`` (including the
+    moderators' main effects), the moderation model the treatment × moderator terms."""
+    null = lmm(f"{outcome} ~ 1 + {random}", data, df_method=df_method)
+    steps = {
+        "Null": null,
+        "Treatment": lmm(
+            f"{outcome} ~ {treatment} + {random}", data, df_method=df_method, reference=null
+        ),
+    }
+    if covariates:
+        rhs = " + ".join([treatment, *covariates])
+        steps["Covariates"] = lmm(
+            f"{outcome} ~ {rhs} + {random}", data, df_method=df_method, reference=null
+        )
+    if moderators:
+        interactions = " + ".join(f"{treatment}:{m}" for m in moderators)
+        rhs = " + ".join([treatment, *covariates, interactions])
+        steps["Moderation"] = lmm(
+            f"{outcome} ~ {rhs} + {random}", data, df_method=df_method, reference=null
+        )
+    nobs = {m.nobs for m in steps.values()}
+    if len(nobs) > 1:
+        raise EvalkitInputError(
+            f"the models were fitted to different rows ({sorted(nobs)}); drop rows with missing covariates first "
+            "so the sequence compares like with like."
+        )
+    return ModelSequence(
+        outcome, treatment, steps, _effects(steps, treatment, standardizer), standardizer, metric,
+        dropped or Dropped(),
+    )  # fmt: skip
+
+
+def standardize_within(data: pd.DataFrame, column: str, by: Sequence[str]) -> pd.Series:
+    """Scores standardised within cells (e.g. grade × year × subject)."""
+    require_columns(data, [column, *by])
+    grouped = data.groupby(list(by))[column]
+    sd = grouped.transform("std")
+    small = sd.isna() | (sd == 0)
+    if small.any():
+        rows = describe_rows(list(data.index), small.to_numpy())
+        raise EvalkitInputError(
+            f"cannot standardise {column!r} within {', '.join(by)}: cells with one student or no variance at {rows}."
+        )
+    return (data[column] - grouped.transform("mean")) / sd
+
+
+def achievement_models(
+    students: pd.DataFrame,
+    *,
+    outcome: str = "achievement",
+    treatment: str = "coached",
+    prior: str | None = "prior",
+    conditions: Sequence[str] = CONDITIONS,
+    school: str = "school_id",
+    teacher: str = "teacher_id",
+    standardize_by: Sequence[str] | None = None,
+    df_method: DfMethod = "satterthwaite",
+) -> ModelSequence:
+    """Students in teachers in schools: the effect on achievement, δ_T (WWC).
+
+    With ``standardize_by`` (e.g. ``["grade", "year", "subject"]``) the outcome and
+    the prior score are first standardised within those cells.
+    """
+    require_columns(
+        students, [outcome, treatment, school, teacher, *conditions] + ([prior] if prior else [])
+    )
+    data = students.copy()
+    if standardize_by:
+        data[outcome] = standardize_within(data, outcome, standardize_by)
+        if prior:
+            data[prior] = standardize_within(data, prior, standardize_by)
+    used = [outcome, treatment, school, teacher, *conditions] + ([prior] if prior else [])
+    data, dropped = _complete(data, used)
+    covariates = ([prior] if prior else []) + list(conditions)
+    return fit_sequence(
+        data, outcome=outcome, treatment=treatment,
+        random=f"(1 | {school}) + (1 | {school}:{teacher})",
+        covariates=covariates, moderators=list(conditions), standardizer="total",
+        metric="total (student-level)", df_method=df_method, dropped=dropped,
+    )  # fmt: skip
+
+
+def instruction_models(
+    observations: pd.DataFrame,
+    teachers: pd.DataFrame,
+    conditions_table: pd.DataFrame,
+    *,
+    score: str = "score",
+    treatment: str = "coached",
+    occasion: str | None = "occasion",
+    rater: str | None = "rater_id",
+    conditions: Sequence[str] = CONDITIONS,
+    school: str = "school_id",
+    teacher: str = "teacher_id",
+    rubric: tuple[float, float] = (1.0, 7.0),
+    df_method: DfMethod = "satterthwaite",
+) -> ModelSequence:
+    """Repeated observation scores in teachers in schools; the effect is standardised
+    on the teacher-level distribution of the null model (DOMAIN.md §1).
+
+    Scores outside the rubric's range and observations of teachers absent from the
+    teacher table are errors that name the rows or IDs.
+    """
+    require_columns(observations, [teacher, score] + [c for c in (occasion, rater) if c])
+    require_columns(teachers, [teacher, school, treatment])
+    require_columns(conditions_table, [school, *conditions])
+    values = observations[score]
+    outside = values.notna() & ((values < rubric[0]) | (values > rubric[1]))
+    if outside.any():
+        rows = describe_rows(list(observations.index), outside.to_numpy())
+        raise EvalkitInputError(
+            f"observation scores outside the rubric's {rubric[0]:g}–{rubric[1]:g} range at {rows}."
+        )
+    unknown = sorted(set(observations[teacher]) - set(teachers[teacher]))
+    if unknown:
+        raise EvalkitInputError(
+            f"observations for {len(unknown)} teacher(s) absent from the teacher table: {', '.join(map(str, unknown[:10]))}."
+        )
+    data = observations.merge(teachers[[teacher, school, treatment]], on=teacher, how="left")
+    data = data.merge(conditions_table[[school, *conditions]], on=school, how="left")
+    covariates = list(conditions)
+    if occasion:
+        covariates.append(occasion)
+    if rater:
+        data["_rater"] = data[rater].astype(str)
+        covariates.append("C(_rater)")
+    used = [score, treatment, school, teacher, *conditions] + [
+        c for c in (occasion, "_rater" if rater else None) if c
+    ]
+    data, dropped = _complete(data, used)
+    return fit_sequence(
+        data, outcome=score, treatment=treatment,
+        random=f"(1 | {school}) + (1 | {school}:{teacher})",
+        covariates=covariates, moderators=list(conditions), standardizer="clusters",
+        metric="teacher-level", df_method=df_method, dropped=dropped,
+    )  # fmt: skip
+
+
+def _complete(data: pd.DataFrame, used: list[str]) -> tuple[pd.DataFrame, Dropped]:
+    """Rows complete on every column any model of the sequence uses (so every model
+    uses the same rows), and a record of the others by the first missing column."""
+    present = data[used].notna()
+    mask = present.all(axis=1)
+    if mask.all():
+        return data, Dropped()
+    reasons = tuple(f"missing {present.columns[~row][0]}" for row in present[~mask].to_numpy())
+    return data.loc[mask], Dropped(rows=tuple(data.index[~mask]), reasons=reasons)
+
+
+def treatment_terms(sequence: ModelSequence) -> list[str]:
+    """The treatment and treatment × moderator terms of the last model."""
+    last = list(sequence.models.values())[-1]
+    return [
+        t
+        for t in last.params.index
+        if t == sequence.treatment or t.startswith(f"{sequence.treatment}:")
+    ]
