@@ -213,8 +213,9 @@ def score_scale(
 
 
 def icc_aggregation(scores: pd.Series, groups: pd.Series) -> tuple[float, float]:
-    """ICC(1) and ICC(2) of scores aggregated to groups (one-way ANOVA, unequal sizes
-    through the adjusted mean group size n₀)."""
+    """ICC(1) and ICC(2) of scores aggregated to groups from the one-way ANOVA (Bliese
+    2000): ``(MSB − MSW)/(MSB + (k̄ − 1)MSW)`` with k̄ the mean group size, and
+    ``(MSB − MSW)/MSB``."""
     frame = pd.DataFrame({"y": scores, "g": groups}).dropna()
     sizes = frame.groupby("g")["y"].size()
     j, n = len(sizes), len(frame)
@@ -225,18 +226,20 @@ def icc_aggregation(scores: pd.Series, groups: pd.Series) -> tuple[float, float]
     ssb = float(((means - grand) ** 2).sum())
     ssw = float(((frame["y"] - means) ** 2).sum())
     msb, msw = ssb / (j - 1), ssw / (n - j)
-    n0 = (n - float((sizes**2).sum()) / n) / (j - 1)
-    icc1 = (msb - msw) / (msb + (n0 - 1) * msw)
+    mean_size = n / j  # Bliese's (2000) choice, as the multilevel package (n₀ would differ when sizes vary)
+    icc1 = (msb - msw) / (msb + (mean_size - 1) * msw)
     icc2 = (msb - msw) / msb
     return float(icc1), float(icc2)
 
 
 def rwg_j(items: pd.DataFrame, groups: pd.Series, *, options: int) -> pd.Series:
-    """r_wg(j) per group against a uniform null with ``options`` response categories."""
+    """r_wg(j) per group against a uniform null with ``options`` response categories,
+    on each group's complete responses (as Bliese's multilevel package)."""
     null_variance = (options**2 - 1) / 12.0
     k = items.shape[1]
+    complete = items.notna().all(axis=1)
     out = {}
-    for group, part in items.groupby(groups):
+    for group, part in items[complete].groupby(groups[complete]):
         mean_var = float(part.var(ddof=1).mean()) if len(part) > 1 else np.nan
         ratio = min(mean_var / null_variance, 1.0) if np.isfinite(mean_var) else np.nan
         out[group] = k * (1 - ratio) / (k * (1 - ratio) + ratio) if np.isfinite(ratio) else np.nan
