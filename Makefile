@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 ## run: install everything and run the default analysis, writing to results/
 run: $(STAMP)
-	$(BIN)/python -m evalkit.report --out results
+	$(BIN)/python analyses/coaching_district.py --out results/coaching_district
 
 ## test: install everything, lint, type-check, run the tests and build the docs
 test: $(STAMP) lint typecheck

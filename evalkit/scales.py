@@ -226,7 +226,9 @@ def icc_aggregation(scores: pd.Series, groups: pd.Series) -> tuple[float, float]
     ssb = float(((means - grand) ** 2).sum())
     ssw = float(((frame["y"] - means) ** 2).sum())
     msb, msw = ssb / (j - 1), ssw / (n - j)
-    mean_size = n / j  # Bliese's (2000) choice, as the multilevel package (n₀ would differ when sizes vary)
+    mean_size = (
+        n / j
+    )  # Bliese's (2000) choice, as the multilevel package (n₀ would differ when sizes vary)
     icc1 = (msb - msw) / (msb + (mean_size - 1) * msw)
     icc2 = (msb - msw) / msb
     return float(icc1), float(icc2)

@@ -1,0 +1,277 @@
+"""The ``evalkit`` command line.
+
+``evalkit run <analysis | script.py>``, ``evalkit meta``, ``evalkit lmm``,
+``evalkit effectsize``, ``evalkit power`` and ``evalkit list``. Every command takes
+``--out`` (where tables and figures go), ``--format`` (md, html, tex, csv, docx, or
+``json``: the tidy and glance tables as JSON on stdout, for scripts) and ``--seed``.
+
+Exit codes: 0 success; 1 an analysis's comparison with published numbers failed;
+2 bad usage or bad input (the message says what and where); 3 an unexpected error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import runpy
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from evalkit._errors import EvalkitInputError
+
+FORMATS = ("md", "html", "tex", "csv", "docx", "json")
+ANALYSES_DIR = Path(__file__).resolve().parents[1] / "analyses"
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=None, help="folder for tables and figures")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="md",
+        help="output format (json: tidy/glance on stdout)",
+    )
+    parser.add_argument("--seed", type=int, default=2026, help="random seed (simulations)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (``evalkit --help``)."""
+    parser = argparse.ArgumentParser(
+        prog="evalkit",
+        description="Evaluate instructional coaching: multilevel models, meta-analysis, effect sizes and power.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a replication analysis (by name) or an analysis script")
+    run.add_argument(
+        "analysis", help="analysis name (see `evalkit list`) or a path to a .py script"
+    )
+    _common(run)
+
+    sub.add_parser("list", help="list the bundled replication analyses")
+
+    meta = sub.add_parser("meta", help="meta-analysis of a CSV of effect sizes")
+    meta.add_argument("csv", type=Path)
+    meta.add_argument("--effect", required=True, help="effect-size column")
+    meta.add_argument("--variance", required=True, help="sampling-variance column")
+    meta.add_argument("--method", default="REML", help="tau^2 estimator (REML, ML, DL, ...)")
+    meta.add_argument("--test", default="z", choices=("z", "knha"), help="z or Knapp-Hartung")
+    meta.add_argument("--study", help="study column: effect sizes nested in studies (CHE + CR2)")
+    meta.add_argument(
+        "--rho", type=float, default=0.8, help="imputed within-study correlation (with --study)"
+    )
+    meta.add_argument("--moderators", help='moderators, e.g. "hrs + C(design)"')
+    _common(meta)
+
+    lmm = sub.add_parser(
+        "lmm", help='linear mixed model: evalkit lmm "y ~ x + (1 | school)" data.csv'
+    )
+    lmm.add_argument("formula")
+    lmm.add_argument("csv", type=Path)
+    lmm.add_argument("--method", default="REML", choices=("REML", "ML"))
+    lmm.add_argument(
+        "--df-method",
+        default="satterthwaite",
+        choices=("satterthwaite", "kenward-roger", "containment", "residual", "none"),
+    )
+    _common(lmm)
+
+    es = sub.add_parser("effectsize", help="Hedges' g from group statistics (WWC)")
+    es.add_argument("--mean-t", type=float, required=True)
+    es.add_argument("--mean-c", type=float, required=True)
+    es.add_argument("--sd-t", type=float, required=True)
+    es.add_argument("--sd-c", type=float, required=True)
+    es.add_argument("--n-t", type=float, required=True)
+    es.add_argument("--n-c", type=float, required=True)
+    es.add_argument("--icc", type=float, help="ICC for the clustering correction")
+    es.add_argument("--cluster-size", type=float, help="average cluster size (with --icc)")
+    _common(es)
+
+    power = sub.add_parser("power", help="MDES, power or sample size of a design (PowerUp! names)")
+    power.add_argument(
+        "design", help="ira, bira2c1, bira2f1, bira2r1, cra2r2, bira3r1, bcra3f2, bcra3r2, cra3r3"
+    )
+    power.add_argument("--solve", choices=("mdes", "power", "sample_size"), default="mdes")
+    power.add_argument("--es", type=float, help="effect size (for power and sample_size)")
+    power.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="design parameter, repeatable: --param rho2=0.1 --param n=20",
+    )
+    _common(power)
+    return parser
+
+
+def _emit(
+    args: argparse.Namespace, tables: dict[str, Any], payload: dict[str, pd.DataFrame]
+) -> None:
+    """Print JSON for ``--format json``; otherwise print Markdown and save tables under ``--out``."""
+    if args.format == "json":
+        print(
+            json.dumps(
+                {k: json.loads(v.to_json(orient="records")) for k, v in payload.items()}, indent=2
+            )
+        )
+        return
+    for table in tables.values():
+        print(table.to_markdown())
+    if args.out is not None:
+        for name, table in tables.items():
+            path = table.save(Path(args.out) / f"{name}.{args.format}", format=args.format)
+            print(f"wrote {path}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    target = Path(args.analysis)
+    if target.suffix != ".py":
+        target = ANALYSES_DIR / f"{args.analysis}.py"
+    if not target.exists():
+        raise EvalkitInputError(
+            f"no analysis {args.analysis!r}; `evalkit list` shows the bundled ones."
+        )
+    argv = [str(target), "--seed", str(args.seed)]
+    if args.out is not None:
+        argv += ["--out", str(args.out)]
+    sys.path.insert(0, str(target.parent))
+    old = sys.argv
+    sys.argv = argv
+    try:
+        runpy.run_path(str(target), run_name="__main__")
+    except SystemExit as done:
+        return int(done.code or 0)
+    finally:
+        sys.argv = old
+    return 0
+
+
+def _list() -> int:
+    for path in sorted(ANALYSES_DIR.glob("[!_]*.py")):
+        doc = (
+            path.read_text().split('"""')[1].strip().splitlines()[0]
+            if '"""' in path.read_text()
+            else ""
+        )
+        print(f"{path.stem:22s} {doc}")
+    return 0
+
+
+def _meta(args: argparse.Namespace) -> int:
+    from evalkit import meta
+
+    data = pd.read_csv(args.csv)
+    if args.study:
+        data = data.reset_index(drop=True)
+        data["_es_id"] = range(1, len(data) + 1)
+        kwargs: dict[str, Any] = {
+            "variance": args.variance,
+            "levels": [args.study, "_es_id"],
+            "rho": args.rho,
+        }
+        if args.moderators:
+            kwargs["formula"] = f"{args.effect} ~ {args.moderators}"
+        else:
+            kwargs["effect"] = args.effect
+        fit = meta.multilevel(data, **kwargs)
+        shown: Any = meta.robust(fit, data[args.study])
+        table = meta.summary_table(fit, robust_result=shown)
+    else:
+        if args.moderators:
+            fit = meta.meta_regression(
+                f"{args.effect} ~ {args.moderators}",
+                data,
+                variance=args.variance,
+                method=args.method,
+                test=args.test,
+            )
+        else:
+            fit = meta.random_effects(
+                data, effect=args.effect, variance=args.variance, method=args.method, test=args.test
+            )
+        shown = fit
+        table = meta.summary_table(fit)
+    _emit(args, {"meta_analysis": table}, {"tidy": shown.tidy(), "glance": shown.glance()})
+    return 0
+
+
+def _lmm(args: argparse.Namespace) -> int:
+    from evalkit.multilevel import lmm
+    from evalkit.tables import regression_table
+
+    fit = lmm(args.formula, pd.read_csv(args.csv), method=args.method, df_method=args.df_method)
+    _emit(
+        args,
+        {"lmm": regression_table({"Model": fit}, title=args.formula)},
+        {"tidy": fit.tidy(), "glance": fit.glance()},
+    )
+    return 0
+
+
+def _effectsize(args: argparse.Namespace) -> int:
+    from evalkit import effectsize as es
+    from evalkit.tables import effect_size_table
+
+    options = {"icc": args.icc, "cluster_size": args.cluster_size} if args.icc is not None else {}
+    g = es.hedges_g(args.mean_t, args.mean_c, args.sd_t, args.sd_c, args.n_t, args.n_c, **options)
+    _emit(args, {"effect_size": effect_size_table({"Hedges' g": g})}, {"tidy": g.to_frame()})
+    return 0
+
+
+def _power(args: argparse.Namespace) -> int:
+    from evalkit import power
+
+    params: dict[str, Any] = {}
+    for item in args.param:
+        if "=" not in item:
+            raise EvalkitInputError(f"--param {item!r}: write NAME=VALUE, e.g. --param rho2=0.1.")
+        name, value = item.split("=", 1)
+        params[name.strip()] = (
+            value.strip().lower() in ("true", "yes")
+            if name.strip() == "two_tailed"
+            else float(value)
+        )
+    if args.solve != "mdes" and args.es is None:
+        raise EvalkitInputError(f"--solve {args.solve} needs --es.")
+    if args.solve == "mdes":
+        result = power.mdes(args.design, **params)
+    elif args.solve == "power":
+        result = power.power(args.design, args.es, **params)
+    else:
+        result = power.sample_size(args.design, args.es, **params)
+    frame = result.to_frame()
+    if args.format == "json":
+        print(frame.to_json(orient="records"))
+    else:
+        print(frame.T.to_string(header=False))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``evalkit`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {
+        "run": _run,
+        "list": lambda _: _list(),
+        "meta": _meta,
+        "lmm": _lmm,
+        "effectsize": _effectsize,
+        "power": _power,
+    }
+    try:
+        return int(handlers[args.command](args))
+    except EvalkitInputError as error:
+        print(f"evalkit {args.command}: {error}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as error:
+        print(f"evalkit {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,153 @@
+"""The command line and the replication analyses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evalkit.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+ANALYSES = sorted(p.stem for p in (ROOT / "analyses").glob("[!_]*.py"))
+
+
+def test_list_names_every_analysis(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in ANALYSES) and len(ANALYSES) >= 6
+
+
+def test_meta_json_is_machine_readable(capsys: pytest.CaptureFixture[str]) -> None:
+    data = ROOT / "evalkit" / "data" / "datasets" / "raudenbush1985.csv"
+    assert main(["meta", str(data), "--effect", "yi", "--variance", "vi", "--format", "json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["tidy"][0]["estimate"] == pytest.approx(0.0837, abs=5e-5)
+
+
+def test_che_from_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    data = ROOT / "evalkit" / "data" / "datasets" / "kalaian1996.csv"
+    code = main(
+        [
+            "meta",
+            str(data),
+            "--effect",
+            "yi",
+            "--variance",
+            "vi",
+            "--study",
+            "study",
+            "--rho",
+            "0.66",
+            "--format",
+            "json",
+        ]
+    )
+    assert code == 0
+    reference = json.loads((ROOT / "tests" / "reference" / "meta" / "multilevel.json").read_text())
+    tidy = json.loads(capsys.readouterr().out)["tidy"][0]
+    assert tidy["estimate"] == pytest.approx(reference["sat_che_CR2"]["beta"], rel=1e-8)
+    assert tidy["std_error"] == pytest.approx(reference["sat_che_CR2"]["se"], rel=1e-8)
+
+
+def test_lmm_power_effectsize_and_outputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = ROOT / "evalkit" / "data" / "datasets" / "hsb.csv"
+    assert (
+        main(
+            [
+                "lmm",
+                "mathach ~ 1 + (1 | school)",
+                str(data),
+                "--out",
+                str(tmp_path),
+                "--format",
+                "csv",
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "lmm.csv").exists()
+    assert (
+        main(
+            [
+                "power",
+                "cra2r2",
+                "--param",
+                "rho2=0.17",
+                "--param",
+                "n=15",
+                "--param",
+                "J=20",
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "effectsize",
+                "--mean-t",
+                "1",
+                "--mean-c",
+                "0.7",
+                "--sd-t",
+                "1",
+                "--sd-c",
+                "1",
+                "--n-t",
+                "200",
+                "--n-c",
+                "200",
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert '"mdes":0.629' in out.replace(" ", "")
+
+
+def test_exit_codes_for_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["power", "cra2r2", "--param", "rho2=2", "--param", "n=15", "--param", "J=20"]) == 2
+    assert "rho2 (an ICC) must lie in [0, 1)" in capsys.readouterr().err
+    assert main(["run", "no_such_analysis"]) == 2
+    assert (
+        main(
+            [
+                "power",
+                "cra2r2",
+                "--solve",
+                "power",
+                "--param",
+                "rho2=0.1",
+                "--param",
+                "n=5",
+                "--param",
+                "J=20",
+            ]
+        )
+        == 2
+    )
+    with pytest.raises(SystemExit) as usage:
+        main(["meta"])
+    assert usage.value.code == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ANALYSES)
+def test_every_analysis_replicates(name: str, tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "analyses" / f"{name}.py"), "--out", str(tmp_path)],
+        capture_output=True, text=True, cwd=ROOT, check=False, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "OUTSIDE TOLERANCE" not in run.stdout
+    assert any(tmp_path.glob("*.docx")) and any(tmp_path.glob("*.png"))
