@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/meta.py --quick --no-loo
 	$(BIN)/python benchmarks/multilevel.py
 	$(BIN)/python benchmarks/power.py
+	$(BIN)/python benchmarks/coaching.py
 
 clean:
 	rm -rf $(VENV) site results .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,9 @@
+"""Bayesian multilevel models and meta-analyses with PyMC and ArviZ (the ``bayes``
+extra): the coaching models and meta-analyses with posterior diagnostics on the
+results contract."""
+
+from evalkit.bayes._lmm import lmm
+from evalkit.bayes._meta import meta_analysis
+from evalkit.bayes._results import BayesResults, hdi, prob_greater
+
+__all__ = ["BayesResults", "hdi", "lmm", "meta_analysis", "prob_greater"]
