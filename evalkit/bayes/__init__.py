@@ -2,8 +2,18 @@
 extra): the coaching models and meta-analyses with posterior diagnostics on the
 results contract."""
 
+from evalkit.bayes._checks import posterior_predictive, prior_predictive, random_effect_draws
 from evalkit.bayes._lmm import lmm
 from evalkit.bayes._meta import meta_analysis
 from evalkit.bayes._results import BayesResults, hdi, prob_greater
 
-__all__ = ["BayesResults", "hdi", "lmm", "meta_analysis", "prob_greater"]
+__all__ = [
+    "BayesResults",
+    "hdi",
+    "lmm",
+    "meta_analysis",
+    "posterior_predictive",
+    "prior_predictive",
+    "prob_greater",
+    "random_effect_draws",
+]

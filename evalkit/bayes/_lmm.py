@@ -251,6 +251,8 @@ def lmm(
         draws=pd.concat([draws_frame, pd.DataFrame(extra)], axis=1),
         diagnostics=diagnostics,
         priors=info["priors"],
+        prepared=prepared,
+        scale=(center, scale),
     )
 
 

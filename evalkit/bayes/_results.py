@@ -32,6 +32,10 @@ class BayesResults(ModelResults):
     draws: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     diagnostics: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     priors: dict[str, str] = field(default_factory=dict)
+    prepared: Any = field(default=None, repr=False)
+    """The REML engine's fit that prepared the data (its model frame and levels)."""
+    scale: tuple[float, float] = (0.0, 1.0)
+    """(center, spread) of the internal standardisation of the outcome."""
 
     def tidy(self, level: float = 0.95) -> pd.DataFrame:
         """Posterior summaries per coefficient (HDI at ``level``)."""

@@ -117,3 +117,41 @@ def test_posterior_intervals_are_calibrated() -> None:
     bound = 3 * np.sqrt(0.9 * 0.1 / reps)
     assert abs(np.mean(covered_mu) - 0.9) < bound
     assert abs(np.mean(covered_tau) - 0.9) < bound
+
+
+def test_conditional_random_effects_and_checks(
+    district: pd.DataFrame, collapsed: BayesResults
+) -> None:
+    from evalkit.bayes import posterior_predictive, random_effect_draws
+    from evalkit.multilevel import ranef
+
+    draws = random_effect_draws(collapsed, n_draws=200)
+    blups = ranef(reml(FORMULA, district))["school_id"]["(Intercept)"].to_numpy()
+    # Conditional on θ̂ (REML) or averaged over the posterior: the same school effects.
+    assert np.corrcoef(draws["school_id"].mean(axis=0), blups)[0, 1] > 0.99
+    assert draws["school_id:teacher_id"].shape == (200, 180)
+    check = posterior_predictive(collapsed, n_draws=100)
+    assert check["ppp"].between(0.05, 0.95).all()  # the model generated these data
+
+
+@pytest.mark.slow
+def test_bernoulli_family_recovers_a_logistic_effect() -> None:
+    import statsmodels.formula.api as smf
+
+    from evalkit.bayes import prior_predictive
+
+    students = simulate_district(
+        n_schools=30, teachers_per_school=6, students_per_teacher=10, seed=8
+    ).students
+    students = students.assign(proficient=(students["achievement"] > 0.3).astype(float))
+    fit = lmm(
+        "proficient ~ prior + coached + (1 | school_id)", students, family="bernoulli", seed=4
+    )
+    glm = smf.logit("proficient ~ prior + coached", students).fit(disp=0)
+    tidy = fit.tidy().set_index("term")
+    # Random intercepts widen the logit scale slightly; the fixed-effects-only logit is
+    # attenuated, so the mixed model's coefficients are at least as large.
+    assert tidy.loc["coached", "ci_low"] > 0
+    assert tidy.loc["prior", "estimate"] >= glm.params["prior"] - 2 * tidy.loc["prior", "std_error"]
+    prior = prior_predictive("achievement ~ prior + coached + (1 | school_id)", students, draws=200)
+    assert prior.loc["sd", "prior_95%"] > prior.loc["sd", "observed"]

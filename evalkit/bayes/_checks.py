@@ -1,0 +1,139 @@
+"""After sampling: random effects from their exact conditional distribution (collapsed
+fits), posterior predictive checks, and prior predictive checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from evalkit._errors import EvalkitInputError
+from evalkit.bayes._results import BayesResults
+from evalkit.multilevel.frame import Marginal, clusters
+
+
+def _draw_indices(result: BayesResults, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+    total = len(result.draws)
+    return rng.choice(total, size=min(n_draws, total), replace=False)
+
+
+def random_effect_draws(
+    result: BayesResults, *, n_draws: int = 200, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Draws of every group's random intercept (original outcome scale), per level:
+    for each posterior draw of (β, σ, τ) the random effects are drawn from their exact
+    Gaussian conditional distribution given the data — what integrating them out left
+    to do. Arrays are draws × groups, groups in the order of the model frame's codes."""
+    fit = result.prepared
+    if fit is None or fit.frame is None:
+        raise EvalkitInputError("this fit kept no model frame.")
+    if not all(level.columns == ("1",) for level in fit.levels):
+        raise EvalkitInputError("conditional draws are implemented for random-intercept models.")
+    rng = np.random.default_rng(seed)
+    center, spread = result.scale
+    frame = fit.frame
+    terms = list(fit.params.index)
+    y_std = (frame.y - center) / spread
+    x = frame.x
+    chosen = _draw_indices(result, n_draws, rng)
+    sizes = [int(c.max()) + 1 for c in frame.codes]
+    out = {
+        level.name: np.zeros((chosen.size, size))
+        for level, size in zip(fit.levels, sizes, strict=True)
+    }
+    beta_all = result.draws[terms].to_numpy()
+    intercept = terms.index("Intercept") if "Intercept" in terms else None
+    groups = list(clusters(frame))
+    for row, index in enumerate(chosen):
+        beta = beta_all[index] / spread
+        if intercept is not None:
+            beta[intercept] = (beta_all[index, intercept] - center) / spread
+        sigma = float(result.draws["sigma"].iloc[index]) / spread
+        factors = [
+            np.array([[float(result.draws[f"sd_{lv.name}"].iloc[index]) / spread / sigma]])
+            for lv in fit.levels
+        ]
+        for cluster in groups:
+            marginal = Marginal.at(cluster, factors, sigma**2)
+            resid = y_std[cluster.rows] - x[cluster.rows] @ beta
+            mean = marginal.r @ (cluster.z.T @ resid)
+            cov = sigma**2 * marginal.r
+            values, vectors = np.linalg.eigh(0.5 * (cov + cov.T))
+            draw = mean + vectors @ (
+                np.sqrt(np.clip(values, 0.0, None)) * rng.standard_normal(mean.size)
+            )
+            for column in range(mean.size):
+                level_name = fit.levels[int(cluster.level[column])].name
+                out[level_name][row, int(cluster.group[column])] = draw[column] * spread
+    return out
+
+
+def posterior_predictive(
+    result: BayesResults, *, n_draws: int = 200, seed: int = 0
+) -> pd.DataFrame:
+    """Posterior predictive check of a Gaussian mixed model: replicated outcomes from
+    (β, σ, random effects) draws, compared with the data on the mean, the SD and the
+    SD of top-level cluster means; ``ppp`` is the share of replications above the
+    observed statistic (values near 0 or 1 flag misfit)."""
+    fit = result.prepared
+    if fit is None or fit.frame is None:
+        raise EvalkitInputError("this fit kept no model frame.")
+    effects = random_effect_draws(result, n_draws=n_draws, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    frame = fit.frame
+    terms = list(fit.params.index)
+    chosen = _draw_indices(result, n_draws, np.random.default_rng(seed))
+    top = frame.codes[-1]
+
+    def statistics(values: np.ndarray) -> np.ndarray:
+        means = pd.Series(values).groupby(top).mean()
+        return np.array([values.mean(), values.std(ddof=1), means.std(ddof=1)])
+
+    observed = statistics(frame.y)
+    replicated = []
+    for row, index in enumerate(chosen):
+        mean = frame.x @ result.draws[terms].iloc[index].to_numpy()
+        for level, codes in zip(fit.levels, frame.codes, strict=True):
+            mean = mean + effects[level.name][row][codes]
+        y_rep = mean + rng.normal(0.0, float(result.draws["sigma"].iloc[index]), mean.size)
+        replicated.append(statistics(y_rep))
+    rep = np.array(replicated)
+    names = ["mean", "sd", "sd of top-level cluster means"]
+    return pd.DataFrame(
+        {
+            "observed": observed,
+            "replicated_mean": rep.mean(axis=0),
+            "ppp": (rep > observed).mean(axis=0),
+        },
+        index=names,
+    )
+
+
+def prior_predictive(
+    formula: str, data: pd.DataFrame, *, draws: int = 500, seed: int = 0
+) -> pd.DataFrame:
+    """What the default priors imply for the outcome before seeing it: quantiles of the
+    simulated outcomes' mean and SD (original scale), next to the data's."""
+    import pymc as pm
+
+    from evalkit.bayes._lmm import _build
+    from evalkit.multilevel import lmm as reml
+
+    fit = reml(formula, data, df_method="none")
+    model, info = _build(fit, "gaussian", False, None)
+    with model:
+        prior = pm.sample_prior_predictive(draws=draws, random_seed=seed)
+    simulated = (
+        prior.prior_predictive["y"].to_numpy().reshape(draws, -1) * info["spread"] + info["center"]
+    )
+    assert fit.frame is not None
+    y = fit.frame.y
+    rows: dict[str, Any] = {}
+    for name, values, observed in (
+        ("mean", simulated.mean(axis=1), y.mean()),
+        ("sd", simulated.std(axis=1, ddof=1), y.std(ddof=1)),
+    ):
+        q = np.quantile(values, [0.05, 0.5, 0.95])
+        rows[name] = {"observed": observed, "prior_5%": q[0], "prior_50%": q[1], "prior_95%": q[2]}
+    return pd.DataFrame.from_dict(rows, orient="index")
