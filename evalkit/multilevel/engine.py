@@ -216,6 +216,27 @@ def optimise(stats: SufficientStats, layout: ThetaLayout, *, reml: bool) -> Opti
 
     lower = np.array([-THETA_MAX if low is None else low for low in layout.lower_bounds])
     bounds = [(float(low), THETA_MAX) for low in lower]
+    from evalkit.multilevel.gradient import intercepts_only, value_and_gradient
+
+    if intercepts_only(layout.q):
+        # Exact gradients: fewer evaluations, and no finite-difference noise on big data.
+        def fun_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            try:
+                return value_and_gradient(reducer, theta, reml=reml)
+            except np.linalg.LinAlgError:
+                return np.inf, np.zeros_like(theta)
+
+        def gradient(theta: np.ndarray) -> np.ndarray:
+            return fun_and_grad(theta)[1]
+
+        lbfgs_fun: object = fun_and_grad
+        lbfgs_jac: object = True
+    else:
+
+        def gradient(theta: np.ndarray) -> np.ndarray:
+            return _gradient(objective, theta, lower)
+
+        lbfgs_fun, lbfgs_jac = objective, gradient
     attempts: list[str] = []
     best_theta: np.ndarray | None = None
     best_value = np.inf
@@ -225,10 +246,10 @@ def optimise(stats: SufficientStats, layout: ThetaLayout, *, reml: bool) -> Opti
     for start_scale in (1.0, 0.1, 3.0):
         start = layout.start() * start_scale
         first = optimize.minimize(
-            objective, start, jac=lambda t: _gradient(objective, t, lower), method="L-BFGS-B",
+            lbfgs_fun, start, jac=lbfgs_jac, method="L-BFGS-B",
             bounds=bounds, options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 1000},
         )  # fmt: skip
-        theta, value, steps, decrement = _newton(objective, np.asarray(first.x), lower)
+        theta, value, steps, decrement = _newton(objective, np.asarray(first.x), lower, gradient)
         iterations += int(first.nit) + steps
         gain = 0.0
         if decrement > DECREMENT_TOL * 1e-3:
@@ -238,11 +259,11 @@ def optimise(stats: SufficientStats, layout: ThetaLayout, *, reml: bool) -> Opti
             iterations += polish_steps
         if gain > DECREMENT_TOL:
             # The derivative-free polish found a better point: re-run Newton from it.
-            theta, value, steps, decrement = _newton(objective, theta, lower)
+            theta, value, steps, decrement = _newton(objective, theta, lower, gradient)
             theta, value, polish_steps, gain = _polish(objective, theta, value, bounds)
             iterations += steps + polish_steps
         decrement = max(decrement, gain)
-        norm = _projected_norm(_gradient(objective, theta, lower), theta, lower)
+        norm = _projected_norm(gradient(theta), theta, lower)
         attempts.append(
             f"start x{start_scale}: deviance {value:.10g}, gradient {norm:.1e}, decrement {decrement:.1e}"
         )
@@ -251,7 +272,7 @@ def optimise(stats: SufficientStats, layout: ThetaLayout, *, reml: bool) -> Opti
         if _accepted(norm, decrement, value):
             break
     assert best_theta is not None
-    norm = _projected_norm(_gradient(objective, best_theta, lower), best_theta, lower)
+    norm = _projected_norm(gradient(best_theta), best_theta, lower)
     return Optimum(best_theta, float(best_value), iterations, norm, best_ok, tuple(attempts))
 
 
@@ -319,7 +340,7 @@ def _projected_norm(grad: np.ndarray, theta: np.ndarray, lower: np.ndarray) -> f
 
 
 def _newton(
-    objective: object, theta: np.ndarray, lower: np.ndarray
+    objective: object, theta: np.ndarray, lower: np.ndarray, gradient: object = None
 ) -> tuple[np.ndarray, float, int, float]:
     """Newton steps on the interior coordinates with a finite-difference Hessian.
 
@@ -327,9 +348,14 @@ def _newton(
     ``gᵀH⁻¹g/2``: the deviance improvement a further step could still bring.
     """
     value = float(objective(theta))  # type: ignore[operator]
+    if gradient is None:
+
+        def gradient(point: np.ndarray) -> np.ndarray:
+            return _gradient(objective, point, lower)
+
     decrement = np.inf
     for step_count in range(1, 11):
-        grad = _gradient(objective, theta, lower)
+        grad = gradient(theta)  # type: ignore[operator]
         free = ~((theta <= lower + 1e-10) & (grad > 0))
         if not free.any():
             return theta, value, step_count, 0.0
@@ -342,7 +368,7 @@ def _newton(
             down[k] = max(lower[k], theta[k] - h)
             width = up[k] - down[k]
             hess[:, a] = (
-                _gradient(objective, up, lower)[index] - _gradient(objective, down, lower)[index]
+                gradient(up)[index] - gradient(down)[index]  # type: ignore[operator]
             ) / width
         hess = 0.5 * (hess + hess.T)
         try:
