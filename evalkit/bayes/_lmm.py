@@ -186,11 +186,9 @@ def lmm(
     """
     if family not in ("gaussian", "bernoulli"):
         raise EvalkitInputError(f"family={family!r}: choose 'gaussian' or 'bernoulli'.")
-    prepared = (
-        reml_lmm(formula, data, df_method="none")
-        if family == "gaussian"
-        else _prepare_binary(formula, data)
-    )
+    # The REML engine prepares the data (same formula syntax, checks and model frame);
+    # for a 0/1 outcome its Gaussian fit serves only that purpose.
+    prepared = reml_lmm(formula, data, df_method="none")
     intercepts_only = all(level.columns == ("1",) for level in prepared.levels)
     use_collapsed = (family == "gaussian" and intercepts_only) if collapsed is None else collapsed
     if use_collapsed and family != "gaussian":
@@ -254,12 +252,6 @@ def lmm(
         prepared=prepared,
         scale=(center, scale),
     )
-
-
-def _prepare_binary(formula: str, data: pd.DataFrame) -> LMMResults:
-    """Data preparation for a 0/1 outcome: the REML engine's checks and frame (its
-    Gaussian fit itself is not used)."""
-    return reml_lmm(formula, data, df_method="none")
 
 
 def _sample(
