@@ -268,9 +268,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EvalkitInputError as error:
         print(f"evalkit {args.command}: {error}", file=sys.stderr)
         return 2
-    except FileNotFoundError as error:
-        print(f"evalkit {args.command}: {error}", file=sys.stderr)
+    except (
+        FileNotFoundError,
+        IsADirectoryError,
+        pd.errors.EmptyDataError,
+        pd.errors.ParserError,
+    ) as error:
+        print(f"evalkit {args.command}: cannot read the input file: {error}", file=sys.stderr)
         return 2
+    except Exception as error:
+        print(
+            f"evalkit {args.command}: unexpected error ({type(error).__name__}: {error})",
+            file=sys.stderr,
+        )
+        return 3
 
 
 if __name__ == "__main__":

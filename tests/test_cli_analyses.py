@@ -151,3 +151,42 @@ def test_every_analysis_replicates(name: str, tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "OUTSIDE TOLERANCE" not in run.stdout
     assert any(tmp_path.glob("*.docx")) and any(tmp_path.glob("*.png"))
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "evalkit.cli", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+def test_cli_end_to_end_and_bad_files(tmp_path: Path) -> None:
+    data = ROOT / "evalkit" / "data" / "datasets" / "raudenbush1985.csv"
+    ok = _cli("meta", str(data), "--effect", "yi", "--variance", "vi", "--format", "json")
+    assert ok.returncode == 0 and json.loads(ok.stdout)["tidy"][0]["term"] == "intercept"
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    text = tmp_path / "text.csv"
+    text.write_text("yi,vi\nhigh,0.1\nlow,0.2\n")
+    cases = [
+        (_cli("meta", str(data), "--effect", "nope", "--variance", "vi"), "nope"),
+        (
+            _cli("meta", str(empty), "--effect", "yi", "--variance", "vi"),
+            "cannot read the input file",
+        ),
+        (_cli("meta", str(text), "--effect", "yi", "--variance", "vi"), "yi"),
+        (
+            _cli("meta", str(tmp_path / "missing.csv"), "--effect", "yi", "--variance", "vi"),
+            "cannot read the input file",
+        ),
+        (_cli("lmm", "y ~ x", str(data)), "random terms"),
+    ]
+    for run, needle in cases:
+        assert run.returncode == 2, run.stderr
+        assert needle in run.stderr and "Traceback" not in run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1
+    usage = _cli("power")
+    assert usage.returncode == 2 and "usage:" in usage.stderr
