@@ -114,8 +114,10 @@ def _build(
             q = z.shape[1]
             if collapsed:
                 if q != 1 or level.columns != ("1",):
+                    slopes = ", ".join(c for c in level.columns if c != "1")
                     raise EvalkitInputError(
-                        "collapsed=True needs random intercepts only; use collapsed=False for slopes."
+                        f"collapsed=True integrates out random intercepts only; the random slope(s) "
+                        f"{slopes} for {name} need collapsed=False."
                     )
                 tau = priors.get(f"sd_{name}") or pm.HalfNormal(f"sd_{name}", 1.0)
                 taus.append(tau)
@@ -186,6 +188,12 @@ def lmm(
     """
     if family not in ("gaussian", "bernoulli"):
         raise EvalkitInputError(f"family={family!r}: choose 'gaussian' or 'bernoulli'.")
+    known = {"beta", "sigma"} | {f"sd_{g}" for g in _groupings(formula)}
+    unknown = sorted(set(priors or {}) - known)
+    if unknown:
+        raise EvalkitInputError(
+            f"unknown prior(s) {', '.join(unknown)}; the model's are {', '.join(sorted(known))}."
+        )
     # The REML engine prepares the data (same formula syntax, checks and model frame);
     # for a 0/1 outcome its Gaussian fit serves only that purpose.
     prepared = reml_lmm(formula, data, df_method="none")
@@ -252,6 +260,12 @@ def lmm(
         prepared=prepared,
         scale=(center, scale),
     )
+
+
+def _groupings(formula: str) -> list[str]:
+    from evalkit.multilevel.formula import parse_formula
+
+    return [term.name for term in parse_formula(formula).random]
 
 
 def _sample(

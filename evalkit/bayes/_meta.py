@@ -58,6 +58,14 @@ def meta_analysis(
     if np.any(~np.isfinite(v)) or np.any(v <= 0):
         raise EvalkitInputError(f"column {variance!r} must hold positive sampling variances.")
     y = frame[effect].to_numpy(dtype=float)
+    if not np.all(np.isfinite(y)):
+        raise EvalkitInputError(
+            f"column {effect!r} has missing or non-finite effect sizes; drop them first."
+        )
+    if not (prior_sd > 0 and prior_tau > 0):
+        raise EvalkitInputError(
+            f"prior_sd and prior_tau must be positive, got {prior_sd!r} and {prior_tau!r}."
+        )
     if moderators:
         matrix = Formula(moderators).get_model_matrix(frame, output="pandas")
         x = matrix.to_numpy(dtype=float)

@@ -239,6 +239,7 @@ def lmm(
         fixed_formula, complete, ordered, [all_codes[i] for i in order]
     )
     terms = [str(c) for c in spec.column_names]
+    _check_finite(frame, terms, parsed.response, complete.index)
     if np.ptp(frame.y) == 0:
         raise EvalkitInputError(f"the outcome {parsed.response!r} has no variance.")
     q_total = sum(len(lv.columns) for lv in ordered)
@@ -405,6 +406,17 @@ def _model_frame(
         codes=tuple(codes),
     )
     return frame, design, spec
+
+
+def _check_finite(frame: ModelFrame, terms: list[str], response: str, index: pd.Index) -> None:
+    """Infinite values (missing ones were dropped or refused before) name their column and rows."""
+    columns = [(response, frame.y[:, None]), *((t, frame.x[:, [k]]) for k, t in enumerate(terms))]
+    for name, values in columns:
+        bad = ~np.isfinite(values[:, 0])
+        if bad.any():
+            raise EvalkitInputError(
+                f"{name!r} has non-finite values at {describe_rows(list(index), bad)}."
+            )
 
 
 COLLINEAR_TOL = 1e-13

@@ -155,3 +155,22 @@ def test_bernoulli_family_recovers_a_logistic_effect() -> None:
     assert tidy.loc["prior", "estimate"] >= glm.params["prior"] - 2 * tidy.loc["prior", "std_error"]
     prior = prior_predictive("achievement ~ prior + coached + (1 | school_id)", students, draws=200)
     assert prior.loc["sd", "prior_95%"] > prior.loc["sd", "observed"]
+
+
+def test_bad_input_is_named(district: pd.DataFrame) -> None:
+    with pytest.raises(EvalkitInputError, match="unknown prior\\(s\\) slope"):
+        lmm(FORMULA, district, priors={"slope": None})
+    with pytest.raises(
+        EvalkitInputError, match="random slope\\(s\\) coached for school_id need collapsed=False"
+    ):
+        lmm("achievement ~ coached + (1 + coached | school_id)", district, collapsed=True)
+    with pytest.raises(EvalkitInputError, match="'achievement' has non-finite values at row 3"):
+        lmm(
+            FORMULA,
+            district.assign(achievement=district["achievement"].where(district.index != 3, np.inf)),
+        )
+    data = evalkit.datasets.load("raudenbush1985")
+    with pytest.raises(EvalkitInputError, match="prior_sd and prior_tau must be positive"):
+        meta_analysis(data, effect="yi", variance="vi", prior_tau=0.0)
+    with pytest.raises(EvalkitInputError, match="non-finite effect sizes"):
+        meta_analysis(data.assign(yi=np.nan), effect="yi", variance="vi")

@@ -127,6 +127,10 @@ def test_bad_input_and_reporting() -> None:
         lmm("mathach ~ ses_c + (1 | school)", gaps, missing="raise")
     fit = lmm("mathach ~ ses_c + (1 | school)", gaps)
     assert fit.nobs == len(hsb) - 2
+    infinite = hsb.copy()
+    infinite.loc[5, "ses_c"] = np.inf
+    with pytest.raises(EvalkitInputError, match="'ses_c' has non-finite values at row 5"):
+        lmm("mathach ~ ses_c + (1 | school)", infinite)
     assert fit.dropped.counts() == {"missing ses_c": 2}
     assert any("2 rows dropped" in w for w in fit.warnings)
 
