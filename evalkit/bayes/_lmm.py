@@ -51,7 +51,10 @@ def _collapsed_loglik(
     assert frame is not None
     design = np.column_stack([*frame.z, frame.x, y_std])
     stats = build(design, list(frame.codes), [z.shape[1] for z in frame.z], frame.x.shape[1])
-    cross = pt.as_tensor_variable(stats.cross)
+    import pymc as pm
+
+    # Shared data, not a literal: numba would otherwise compile the array into the code.
+    cross = pm.Data("cluster_crossproducts", stats.cross)
     logdet = pt.as_tensor_variable(0.0)
     for level, tau in enumerate(taus):
         scale = (tau / sigma) ** 2
