@@ -90,20 +90,10 @@ def meta_analysis(
         sampler,
     )
     start = time.perf_counter()
-    cached = _COMPILED.get(structure)
-    if cached is not None and sampler == "nutpie":
-        import nutpie
-
-        compiled = cached.with_data(y_obs=y, sd_obs=np.sqrt(v))
-        idata = nutpie.sample(
-            compiled,
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            seed=seed,
-            progress_bar=False,
-            target_accept=0.95,
-        )
+    if sampler == "nutpie" and structure in _COMPILED:
+        # Same structure as an earlier fit: swap the data into the compiled model.
+        compiled = _COMPILED[structure].with_data(y_obs=y, sd_obs=np.sqrt(v))
+        idata = _sample_compiled(compiled, draws=draws, tune=tune, chains=chains, seed=seed)
     else:
         with pm.Model() as model:
             y_obs = pm.Data("y_obs", y)
@@ -119,16 +109,9 @@ def meta_analysis(
         if sampler == "nutpie":
             import nutpie
 
-            compiled = nutpie.compile_pymc_model(model)
-            _COMPILED[structure] = compiled
-            idata = nutpie.sample(
-                compiled,
-                draws=draws,
-                tune=tune,
-                chains=chains,
-                seed=seed,
-                progress_bar=False,
-                target_accept=0.95,
+            _COMPILED[structure] = nutpie.compile_pymc_model(model)
+            idata = _sample_compiled(
+                _COMPILED[structure], draws=draws, tune=tune, chains=chains, seed=seed
             )
         else:
             idata = _sample(
@@ -184,4 +167,18 @@ def meta_analysis(
         draws=pd.concat([draws_frame, pd.DataFrame(tau_draws)], axis=1),
         diagnostics=diagnostics,
         priors={"beta": f"Normal(0, {prior_sd:g})", "tau": f"HalfNormal({prior_tau:g})"},
+    )
+
+
+def _sample_compiled(compiled: Any, *, draws: int, tune: int, chains: int, seed: int | None) -> Any:
+    import nutpie
+
+    return nutpie.sample(
+        compiled,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        seed=seed,
+        progress_bar=False,
+        target_accept=0.95,
     )
