@@ -10,23 +10,36 @@ on that scale and reported back on the original one:
   SDs per SD of the slope variable);
 * correlations of random effects: ``LKJ(2)``.
 
+Any prior can be replaced by name with an :class:`~evalkit.bayes.Prior` (or a number:
+``Normal(0, number)`` for a coefficient, ``HalfNormal(number)`` for an SD): ``beta``
+(every coefficient), a term's name (``coached``), ``sigma``, ``sd_<level>``.
+Coefficient priors are in outcome SDs per unit of the predictor — for a 0/1 treatment,
+in effect-size units.
+
 ``collapsed=True`` (Gaussian, random intercepts at every level) integrates the random
 effects out analytically: the marginal likelihood comes from the same per-cluster
-sufficient statistics the REML engine uses, by the same recursive Woodbury reduction
-written in PyTensor, so a gradient costs time in proportion to the number of clusters,
-not students. ``collapsed=False`` is the plain non-centred model.
+sufficient statistics the REML engine uses, by the same recursive Woodbury reduction,
+evaluated with its gradient by a compiled kernel (:mod:`evalkit.bayes._collapsed`), so
+a gradient costs time in proportion to the number of upper-level groups, not students.
+With Normal coefficient priors (the default) β is integrated out as well: NUTS explores
+only σ and the random-effect SDs, and β is drawn afterwards, for every posterior draw,
+from its exact conditional (Gaussian) distribution. ``collapsed=False`` is the plain
+non-centred model.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from evalkit._errors import EvalkitInputError
+from evalkit.bayes._collapsed import Layout, coefficient_draws, marginal_loglik
+from evalkit.bayes._priors import ModelPriors, Prior, resolve
 from evalkit.bayes._results import BayesResults, diagnostics_of, sampling_warnings
 from evalkit.multilevel import LMMResults
 from evalkit.multilevel import lmm as reml_lmm
@@ -41,47 +54,24 @@ def _prior_scale(x: np.ndarray) -> np.ndarray:
     return np.where(sd > 0, 2.5 / np.where(sd > 0, sd, 1.0), 5.0)
 
 
-def _collapsed_loglik(
-    fit: LMMResults, y_std: np.ndarray, beta: Any, sigma: Any, taus: list[Any]
-) -> Any:
-    """The marginal log-likelihood of a random-intercepts model from sufficient statistics."""
-    import pytensor.tensor as pt
-
+def _collapsed_layout(fit: LMMResults, y_std: np.ndarray) -> Layout:
+    """The collapsed kernel's data: per-cluster sufficient statistics of the
+    standardised outcome, as the REML engine builds them."""
     frame = fit.frame
     assert frame is not None
     design = np.column_stack([*frame.z, frame.x, y_std])
     stats = build(design, list(frame.codes), [z.shape[1] for z in frame.z], frame.x.shape[1])
-    import pymc as pm
-
-    # Shared data, not a literal: numba would otherwise compile the array into the code.
-    cross = pm.Data("cluster_crossproducts", stats.cross)
-    logdet = pt.as_tensor_variable(0.0)
-    for level, tau in enumerate(taus):
-        scale = (tau / sigma) ** 2
-        zz = cross[:, 0, 0]
-        d = 1.0 + scale * zz
-        logdet = logdet + pt.sum(pt.log(d))
-        zw = cross[:, 0, 1:]
-        cross = cross[:, 1:, 1:] - (scale / d)[:, None, None] * zw[:, :, None] * zw[:, None, :]
-        if level < len(taus) - 1:
-            starts = stats.starts[level]
-            parent = np.repeat(
-                np.arange(starts.size), np.diff(np.r_[starts, stats.n_groups[level]])
-            )
-            width = stats.cross.shape[1] - level - 1
-            cross = pt.inc_subtensor(pt.zeros((starts.size, width, width))[parent], cross)
-    total = cross.sum(axis=0)
-    p = frame.x.shape[1]
-    xtx, xty, yty = total[:p, :p], total[:p, p], total[p, p]
-    quad = yty - 2.0 * pt.dot(beta, xty) + pt.dot(beta, pt.dot(xtx, beta))
-    n = design.shape[0]
-    return -0.5 * (n * pt.log(2.0 * np.pi * sigma**2) + logdet + quad / sigma**2)
+    return Layout.from_stats(stats)
 
 
 def _build(
-    fit: LMMResults, family: str, collapsed: bool, priors: Mapping[str, Any] | None
+    fit: LMMResults,
+    family: str,
+    collapsed: bool,
+    priors: Mapping[str, Prior | float] | None,
 ) -> tuple[Any, dict[str, Any]]:
     import pymc as pm
+    import pytensor.tensor as pt
 
     frame = fit.frame
     assert frame is not None
@@ -97,69 +87,100 @@ def _build(
         center, spread = 0.0, 1.0
         y_model = y
     info.update(center=center, spread=spread)
-    priors = dict(priors or {})
-    scales = _prior_scale(x)
-    described = {}
+    chosen = resolve(
+        priors,
+        terms=terms,
+        default_scales=_prior_scale(x),
+        levels=[level.name for level in fit.levels],
+        gaussian=family == "gaussian",
+    )
+    info["priors"] = chosen.notes
+    if collapsed:
+        _check_collapsible(fit)
     with pm.Model() as model:
-        beta = priors.get("beta") or pm.Normal("beta", 0.0, scales, shape=len(terms))
-        described["beta"] = "Normal(0, 2.5/SD(x)); intercept Normal(0, 5) (standardised outcome)"
-        sigma = None
-        if family == "gaussian":
-            sigma = priors.get("sigma") or pm.HalfNormal("sigma", 1.0)
-            described["sigma"] = "HalfNormal(1) (outcome SDs)"
-        taus = []
-        eta = pm.math.dot(x, beta)
-        for index, level in enumerate(fit.levels):
-            name = level.name
-            codes = frame.codes[index]
-            groups = int(codes.max()) + 1
-            z = frame.z[index]
-            q = z.shape[1]
-            if collapsed:
-                if q != 1 or level.columns != ("1",):
-                    slopes = ", ".join(c for c in level.columns if c != "1")
-                    raise EvalkitInputError(
-                        f"collapsed=True integrates out random intercepts only; the random slope(s) "
-                        f"{slopes} for {name} need collapsed=False."
-                    )
-                tau = priors.get(f"sd_{name}") or pm.HalfNormal(f"sd_{name}", 1.0)
-                taus.append(tau)
-                continue
-            slope_scale = np.where(
-                z.std(axis=0) > 0, 1.0 / np.where(z.std(axis=0) > 0, z.std(axis=0), 1.0), 1.0
-            )
-            if q == 1:
-                tau = priors.get(f"sd_{name}") or pm.HalfNormal(f"sd_{name}", float(slope_scale[0]))
-                offset = pm.Normal(f"z_{name}", 0.0, 1.0, shape=groups)
-                effects = (tau * offset)[:, None]
-            else:
-                chol, _, _ = pm.LKJCholeskyCov(
-                    f"chol_{name}",
-                    n=q,
-                    eta=2.0,
-                    sd_dist=pm.HalfNormal.dist(slope_scale, shape=q),
-                    compute_corr=True,
-                )
-                offset = pm.Normal(f"z_{name}", 0.0, 1.0, shape=(groups, q))
-                effects = pm.math.dot(offset, chol.T)
-            described[f"sd_{name}"] = "HalfNormal(1) (outcome SDs per SD of the slope variable)"
-            eta = eta + (effects[codes] * z).sum(axis=1)
+        sigma = chosen.sigma.variable("sigma") if chosen.sigma is not None else None
+        # A collapsed model with Normal coefficient priors integrates the coefficients
+        # out too and draws them afterwards from their exact conditional distribution.
+        integrate = collapsed and chosen.all_normal
+        beta = None if integrate else _coefficients(chosen.coefficients)
         if collapsed:
-            pm.Potential("marginal_likelihood", _collapsed_loglik(fit, y_model, beta, sigma, taus))
-            described.update({f"sd_{lv.name}": "HalfNormal(1) (outcome SDs)" for lv in fit.levels})
-        elif family == "gaussian":
+            taus = [chosen.sds[level.name].variable(f"sd_{level.name}") for level in fit.levels]
+            layout = _collapsed_layout(fit, y_model)
+            if integrate:
+                prior_sd = np.array([p.sigma for p in chosen.coefficients])
+                prior_mean = np.array([p.mu for p in chosen.coefficients])
+                loglik = marginal_loglik(
+                    layout, sigma, taus, prior_sd=prior_sd, prior_mean=prior_mean
+                )
+                info.update(layout=layout, prior_sd=prior_sd, prior_mean=prior_mean)
+            else:
+                loglik = marginal_loglik(layout, sigma, taus, beta=beta)
+            pm.Potential("marginal_likelihood", loglik)
+            return model, info
+        eta = pt.dot(x, beta)
+        for index, level in enumerate(fit.levels):
+            effects = _plain_effects(level.name, frame.z[index], frame.codes[index], chosen, fit)
+            eta = eta + (effects[frame.codes[index]] * frame.z[index]).sum(axis=1)
+        if family == "gaussian":
             pm.Normal("y", eta, sigma, observed=y_model)
         else:
             pm.Bernoulli("y", logit_p=eta, observed=y_model)
-    info["priors"] = described
     return model, info
+
+
+def _check_collapsible(fit: LMMResults) -> None:
+    for level in fit.levels:
+        if level.columns != ("1",):
+            slopes = ", ".join(c for c in level.columns if c != "1")
+            raise EvalkitInputError(
+                f"collapsed=True integrates out random intercepts only; the random slope(s) "
+                f"{slopes} for {level.name} need collapsed=False."
+            )
+
+
+def _coefficients(priors: list[Prior]) -> Any:
+    """The coefficient vector ``beta``: one Normal vector when every prior is Normal,
+    otherwise one variable per coefficient gathered in a deterministic ``beta``."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    if all(p.family == "normal" for p in priors):
+        mu = np.array([p.mu for p in priors])
+        sd = np.array([p.sigma for p in priors])
+        return pm.Normal("beta", mu, sd, shape=len(priors))
+    parts = [p.variable(f"beta_{i}") for i, p in enumerate(priors)]
+    return pm.Deterministic("beta", pt.stack(parts))
+
+
+def _plain_effects(
+    name: str, z: np.ndarray, codes: np.ndarray, chosen: ModelPriors, fit: LMMResults
+) -> Any:
+    """Non-centred random effects of one level (groups × q)."""
+    import pymc as pm
+
+    groups = int(codes.max()) + 1
+    q = z.shape[1]
+    spread = z.std(axis=0)
+    slope_scale = np.where(spread > 0, 1.0 / np.where(spread > 0, spread, 1.0), 1.0)
+    prior = chosen.sds[name]
+    if q == 1:
+        tau = prior.variable(f"sd_{name}")
+        offset = pm.Normal(f"z_{name}", 0.0, 1.0, shape=groups)
+        return (tau * offset)[:, None]
+    default = prior == Prior.half_normal(1.0)
+    sd_dist = pm.HalfNormal.dist(slope_scale, shape=q) if default else prior.distribution(shape=q)
+    chol, _, _ = pm.LKJCholeskyCov(f"chol_{name}", n=q, eta=2.0, sd_dist=sd_dist, compute_corr=True)
+    offset = pm.Normal(f"z_{name}", 0.0, 1.0, shape=(groups, q))
+    if default:
+        chosen.notes[f"sd_{name}"] = "HalfNormal(1) (outcome SDs per SD of the slope variable)"
+    return pm.math.dot(offset, chol.T)
 
 
 def lmm(
     formula: str,
     data: pd.DataFrame,
     *,
-    priors: Mapping[str, Any] | None = None,
+    priors: Mapping[str, Prior | float] | None = None,
     draws: int = 1000,
     tune: int = 1000,
     chains: int = 4,
@@ -176,9 +197,9 @@ def lmm(
     formula, data
         As :func:`evalkit.multilevel.lmm`.
     priors
-        PyMC variables to use instead of the defaults, by name (``beta``, ``sigma``,
-        ``sd_<level>``), created inside a model context by the caller's function —
-        or leave the defaults (see the module docs).
+        Overrides of the default priors by name: ``beta`` (all coefficients), a term
+        (``"coached"``), ``sigma``, ``sd_<level>``; values are :class:`Prior` objects
+        or numbers (see the module docs).
     draws, tune, chains, seed
         Sampling settings.
     sampler
@@ -191,12 +212,6 @@ def lmm(
     """
     if family not in ("gaussian", "bernoulli"):
         raise EvalkitInputError(f"family={family!r}: choose 'gaussian' or 'bernoulli'.")
-    known = {"beta", "sigma"} | {f"sd_{g}" for g in _groupings(formula)}
-    unknown = sorted(set(priors or {}) - known)
-    if unknown:
-        raise EvalkitInputError(
-            f"unknown prior(s) {', '.join(unknown)}; the model's are {', '.join(sorted(known))}."
-        )
     # The REML engine prepares the data (same formula syntax, checks and model frame);
     # for a 0/1 outcome its Gaussian fit serves only that purpose.
     prepared = reml_lmm(formula, data, df_method="none")
@@ -206,6 +221,7 @@ def lmm(
         raise EvalkitInputError("collapsed=True is for Gaussian outcomes.")
     model, info = _build(prepared, family, use_collapsed, priors)
     start = time.perf_counter()
+    timing: dict[str, float] = {"compile_seconds": 0.0}
     idata = _sample(
         model,
         draws=draws,
@@ -214,7 +230,11 @@ def lmm(
         seed=seed,
         sampler=sampler,
         target_accept=target_accept,
+        timing=timing,
+        cache_key=_structure(model, info, family),
     )
+    if "layout" in info:
+        _add_coefficient_draws(idata, prepared, info, seed)
     seconds = time.perf_counter() - start
     terms = info["terms"]
     posterior = idata.posterior
@@ -239,7 +259,8 @@ def lmm(
     facts = {
         "draws": draws * chains, "chains": chains, "sampler": sampler, "collapsed": use_collapsed,
         "divergences": int(idata.sample_stats["diverging"].sum()) if "diverging" in idata.sample_stats else 0,
-        "sampling_seconds": seconds, "family": family,
+        "sampling_seconds": seconds - timing["compile_seconds"], "family": family,
+        "compile_seconds": timing["compile_seconds"],
     }  # fmt: skip
     for key, values in extra.items():
         facts[f"{key}_mean"] = float(values.mean())
@@ -265,10 +286,57 @@ def lmm(
     )
 
 
-def _groupings(formula: str) -> list[str]:
-    from evalkit.multilevel.formula import parse_formula
+def _add_coefficient_draws(
+    idata: Any, fit: LMMResults, info: dict[str, Any], seed: int | None
+) -> None:
+    """β drawn from its exact conditional posterior given each draw of the variance
+    parameters (the collapsed model integrated it out), added to the posterior."""
+    import xarray as xr
 
-    return [term.name for term in parse_formula(formula).random]
+    posterior = idata.posterior
+    shape = posterior["sigma"].shape
+    sigma = posterior["sigma"].to_numpy().ravel()
+    taus = np.column_stack([posterior[f"sd_{lv.name}"].to_numpy().ravel() for lv in fit.levels])
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    beta = coefficient_draws(
+        info["layout"], sigma, taus, info["prior_sd"], rng, prior_mean=info["prior_mean"]
+    )
+    idata.posterior["beta"] = xr.DataArray(
+        beta.reshape(*shape, -1),
+        dims=("chain", "draw", "beta_dim_0"),
+        coords={"chain": posterior["chain"], "draw": posterior["draw"]},
+    )
+
+
+_COMPILED: OrderedDict[Hashable, Any] = OrderedDict()
+"""Compiled nutpie models of collapsed fits by structure (at most ``_CACHE_SIZE``):
+refits with other Normal coefficient priors, or another data set of the same shape,
+swap their data into the compiled model instead of compiling again."""
+_CACHE_SIZE = 8
+
+
+def _compiled(nutpie: Any, model: Any, cache_key: Hashable | None) -> Any:
+    if cache_key is None:
+        return nutpie.compile_pymc_model(model)
+    if cache_key in _COMPILED:
+        _COMPILED.move_to_end(cache_key)
+        data = {var.name: var.get_value() for var in model.data_vars}
+        return _COMPILED[cache_key].with_data(**data)
+    compiled = nutpie.compile_pymc_model(model)
+    _COMPILED[cache_key] = compiled
+    if len(_COMPILED) > _CACHE_SIZE:
+        _COMPILED.popitem(last=False)
+    return compiled
+
+
+def _structure(model: Any, info: dict[str, Any], family: str) -> Hashable | None:
+    """What a compiled collapsed model depends on beyond its data: the terms, the
+    levels and the priors held as constants (Normal coefficient priors are data)."""
+    if "layout" not in info:
+        return None
+    priors = tuple(sorted((k, v) for k, v in info["priors"].items() if not k.startswith("beta")))
+    shapes = tuple((var.name, var.get_value().shape) for var in model.data_vars)
+    return (family, tuple(info["terms"]), priors, shapes)
 
 
 def _sample(
@@ -280,6 +348,8 @@ def _sample(
     seed: int | None,
     sampler: str,
     target_accept: float,
+    timing: dict[str, float] | None = None,
+    cache_key: Hashable | None = None,
 ) -> Any:
     import pymc as pm
 
@@ -291,7 +361,10 @@ def _sample(
         except ImportError:
             sampler = "pymc"
         else:
-            compiled = nutpie.compile_pymc_model(model)
+            begun = time.perf_counter()
+            compiled = _compiled(nutpie, model, cache_key)
+            if timing is not None:
+                timing["compile_seconds"] = time.perf_counter() - begun
             return nutpie.sample(
                 compiled,
                 draws=draws,

@@ -82,6 +82,22 @@ def test_collapsed_and_plain_models_give_the_same_posterior(
     np.testing.assert_allclose(a["std_error"], b["std_error"], rtol=0.10)
 
 
+@pytest.mark.slow
+def test_integrated_and_sampled_coefficients_give_the_same_posterior(
+    district: pd.DataFrame,
+) -> None:
+    """β integrated out (Normal prior) and β sampled (Student-t with ν = 10⁶, the same
+    prior to within 10⁻⁶) give the same posterior within Monte Carlo error."""
+    from evalkit.bayes import Prior
+
+    a = lmm(FORMULA, district, seed=4, priors={"beta": Prior.normal(0.0, 3.0)}).tidy()
+    b = lmm(FORMULA, district, seed=5, priors={"beta": Prior.student_t(1e6, 0.0, 3.0)}).tidy()
+    a, b = a.set_index("term"), b.set_index("term")
+    mcse = np.sqrt(a["std_error"] ** 2 / a["ess_bulk"] + b["std_error"] ** 2 / b["ess_bulk"])
+    assert np.all(np.abs(a["estimate"] - b["estimate"]) < 4 * mcse)
+    np.testing.assert_allclose(a["std_error"], b["std_error"], rtol=0.10)
+
+
 def test_meta_analysis_agrees_with_reml_random_effects() -> None:
     data = evalkit.datasets.load("raudenbush1985")
     posterior = meta_analysis(data, effect="yi", variance="vi", seed=3)
