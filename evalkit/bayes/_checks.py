@@ -18,18 +18,56 @@ def _draw_indices(result: BayesResults, n_draws: int, rng: np.random.Generator) 
     return rng.choice(total, size=min(n_draws, total), replace=False)
 
 
+def _labels(level: Any) -> list[str]:
+    return ["(Intercept)" if c == "1" else c for c in level.columns]
+
+
+def effect_keys(fit: Any) -> list[tuple[int, int, str]]:
+    """``(level index, component, key)`` of every random effect: the level's name for
+    an intercept-only level, ``<level>[<column>]`` otherwise."""
+    keys = []
+    for index, level in enumerate(fit.levels):
+        labels = _labels(level)
+        for component, label in enumerate(labels):
+            key = level.name if len(labels) == 1 else f"{level.name}[{label}]"
+            keys.append((index, component, key))
+    return keys
+
+
+def _relative_factors(result: BayesResults, draw: int) -> tuple[list[np.ndarray], float]:
+    """Each level's relative covariance factor Λ (Σ = σ²ΛΛᵀ) and σ at one draw."""
+    row = result.draws.iloc[draw]
+    sigma = float(row["sigma"])
+    factors = []
+    for level in result.prepared.levels:
+        labels = _labels(level)
+        if len(labels) == 1:
+            factors.append(np.array([[float(row[f"sd_{level.name}"]) / sigma]]))
+            continue
+        sd = np.array([float(row[f"sd_{level.name}[{label}]"]) for label in labels])
+        corr = np.eye(len(labels))
+        for i, a in enumerate(labels):
+            for j in range(i):
+                corr[i, j] = corr[j, i] = float(row[f"cor_{level.name}[{labels[j]},{a}]"])
+        cov = corr * np.outer(sd, sd)
+        factors.append(np.linalg.cholesky(cov + 1e-12 * np.eye(len(labels))) / sigma)
+    return factors, sigma
+
+
 def random_effect_draws(
     result: BayesResults, *, n_draws: int = 200, seed: int = 0
 ) -> dict[str, np.ndarray]:
-    """Draws of every group's random intercept (original outcome scale), per level:
-    for each posterior draw of (β, σ, τ) the random effects are drawn from their exact
-    Gaussian conditional distribution given the data — what integrating them out left
-    to do. Arrays are draws × groups, groups in the order of the model frame's codes."""
+    """Draws of every group's random effects (original outcome scale; slopes per unit
+    of their variable): for each posterior draw of (β, σ, the random-effect covariance)
+    the random effects are drawn from their exact Gaussian conditional distribution
+    given the data — what integrating them out left to do. Arrays are draws × groups,
+    groups in the order of the model frame's codes, keyed by level (intercept-only
+    levels) or ``<level>[<column>]``."""
     fit = result.prepared
     if fit is None or fit.frame is None:
         raise EvalkitInputError("this fit kept no model frame.")
-    if not all(level.columns == ("1",) for level in fit.levels):
-        raise EvalkitInputError("conditional draws are implemented for random-intercept models.")
+    if "sigma" not in result.draws:
+        raise EvalkitInputError("conditional draws are for Gaussian models.")
     rng = np.random.default_rng(seed)
     center, spread = result.scale
     frame = fit.frame
@@ -38,10 +76,9 @@ def random_effect_draws(
     x = frame.x
     chosen = _draw_indices(result, n_draws, rng)
     sizes = [int(c.max()) + 1 for c in frame.codes]
-    out = {
-        level.name: np.zeros((chosen.size, size))
-        for level, size in zip(fit.levels, sizes, strict=True)
-    }
+    keys = effect_keys(fit)
+    lookup = {(index, component): key for index, component, key in keys}
+    out = {key: np.zeros((chosen.size, sizes[index])) for index, _, key in keys}
     beta_all = result.draws[terms].to_numpy()
     intercept = terms.index("Intercept") if "Intercept" in terms else None
     groups = list(clusters(frame))
@@ -49,11 +86,8 @@ def random_effect_draws(
         beta = beta_all[index] / spread
         if intercept is not None:
             beta[intercept] = (beta_all[index, intercept] - center) / spread
-        sigma = float(result.draws["sigma"].iloc[index]) / spread
-        factors = [
-            np.array([[float(result.draws[f"sd_{lv.name}"].iloc[index]) / spread / sigma]])
-            for lv in fit.levels
-        ]
+        factors, sigma = _relative_factors(result, int(index))
+        sigma /= spread
         for cluster in groups:
             marginal = Marginal.at(cluster, factors, sigma**2)
             resid = y_std[cluster.rows] - x[cluster.rows] @ beta
@@ -64,8 +98,8 @@ def random_effect_draws(
                 np.sqrt(np.clip(values, 0.0, None)) * rng.standard_normal(mean.size)
             )
             for column in range(mean.size):
-                level_name = fit.levels[int(cluster.level[column])].name
-                out[level_name][row, int(cluster.group[column])] = draw[column] * spread
+                key = lookup[(int(cluster.level[column]), int(cluster.component[column]))]
+                out[key][row, int(cluster.group[column])] = draw[column] * spread
     return out
 
 
@@ -94,8 +128,9 @@ def posterior_predictive(
     replicated = []
     for row, index in enumerate(chosen):
         mean = frame.x @ result.draws[terms].iloc[index].to_numpy()
-        for level, codes in zip(fit.levels, frame.codes, strict=True):
-            mean = mean + effects[level.name][row][codes]
+        for level, component, key in effect_keys(fit):
+            codes = frame.codes[level]
+            mean = mean + effects[key][row][codes] * frame.z[level][:, component]
         y_rep = mean + rng.normal(0.0, float(result.draws["sigma"].iloc[index]), mean.size)
         replicated.append(statistics(y_rep))
     rep = np.array(replicated)

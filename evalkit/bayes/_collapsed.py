@@ -19,7 +19,6 @@ the upper levels, not with students or teachers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numba
 import numpy as np
@@ -93,6 +92,10 @@ class Layout:
             n=stats.n,
         )
 
+    def totals(self, theta: np.ndarray) -> np.ndarray:
+        """``[X y]ᵀM⁻¹[X y]`` at θ = τ/σ per level."""
+        return _totals(self, theta)
+
     def arrays(self) -> tuple[np.ndarray, ...]:
         """The kernel's data arguments, in order."""
         return (
@@ -105,6 +108,11 @@ class Layout:
             self.offsets,
             self.sizes,
         )
+
+
+def _totals(layout: Layout, theta: np.ndarray) -> np.ndarray:
+    """The reduced cross-products of ``[X y]`` at θ (no derivatives)."""
+    return reduce_with_gradient(theta * theta, *layout.arrays(), gradient=False)[1]
 
 
 def _parent_map(stats: SufficientStats, level: int) -> np.ndarray:
@@ -211,274 +219,3 @@ def reduce_with_gradient(
             for m in range(k):
                 dtotal[m] += dcur[m, g]
     return logdet, total, dlogdet, dtotal
-
-
-@numba.njit(cache=True)
-def loglik_integrated(
-    s: np.ndarray,
-    variance: float,
-    prior_precision: np.ndarray,
-    prior_mean: np.ndarray,
-    pair_parent: np.ndarray,
-    pair_size: np.ndarray,
-    pair_count: np.ndarray,
-    pair_outer: np.ndarray,
-    rest: np.ndarray,
-    parents: np.ndarray,
-    offsets: np.ndarray,
-    sizes: np.ndarray,
-    n: float,
-) -> tuple[float, np.ndarray, float]:
-    """Log-likelihood with the random intercepts and β (prior ``Normal(m, P⁻¹)``, P
-    diagonal) integrated out, and its gradient in ``s`` and ``variance`` = σ².
-
-    With ``A = XᵀM⁻¹X/σ² + P``, ``b = XᵀM⁻¹y/σ² + Pm`` and ``μ = A⁻¹b``:
-    ``ℓ = −½[n log 2πσ² + log|M| + yᵀM⁻¹y/σ² + mᵀPm − bᵀμ + log|A| − log|P|]``
-    (``∂b/∂s`` and ``∂b/∂σ²`` do not involve m, so the gradient keeps its form).
-    """
-    logdet, total, dlogdet, dtotal = reduce_with_gradient(
-        s, pair_parent, pair_size, pair_count, pair_outer, rest, parents, offsets, sizes
-    )
-    p = prior_precision.size
-    xx = np.ascontiguousarray(total[:p, :p])
-    xy = np.ascontiguousarray(total[:p, p])
-    yy = total[p, p]
-    a = xx / variance + np.diag(prior_precision)
-    a_inv = np.linalg.inv(a)
-    shift = prior_precision * prior_mean
-    b = xy / variance + shift
-    mu = a_inv @ b
-    sign, logdet_a = np.linalg.slogdet(a)
-    value = -0.5 * (
-        n * np.log(2.0 * np.pi * variance)
-        + logdet
-        + yy / variance
-        + prior_mean @ shift
-        - mu @ b
-        + logdet_a
-        - np.sum(np.log(prior_precision))
-    )
-    grad_s = np.empty(s.size)
-    for m in range(s.size):
-        dxx = np.ascontiguousarray(dtotal[m, :p, :p])
-        dxy = np.ascontiguousarray(dtotal[m, :p, p])
-        change = (
-            dlogdet[m]
-            + dtotal[m, p, p] / variance
-            - (2.0 * mu @ dxy - mu @ dxx @ mu) / variance
-            + np.sum(a_inv * dxx) / variance
-        )
-        grad_s[m] = -0.5 * change
-    v2 = variance * variance
-    grad_v = -0.5 * (
-        n / variance - yy / v2 + (2.0 * mu @ xy - mu @ xx @ mu) / v2 - np.sum(a_inv * xx) / v2
-    )
-    if sign <= 0.0:
-        value = -np.inf
-    return value, grad_s, grad_v
-
-
-@numba.njit(cache=True)
-def loglik_given_beta(
-    s: np.ndarray,
-    variance: float,
-    beta: np.ndarray,
-    pair_parent: np.ndarray,
-    pair_size: np.ndarray,
-    pair_count: np.ndarray,
-    pair_outer: np.ndarray,
-    rest: np.ndarray,
-    parents: np.ndarray,
-    offsets: np.ndarray,
-    sizes: np.ndarray,
-    n: float,
-) -> tuple[float, np.ndarray, float, np.ndarray]:
-    """Log-likelihood with the random intercepts integrated out, given β, and its
-    gradient in ``s``, ``variance`` = σ² and β."""
-    logdet, total, dlogdet, dtotal = reduce_with_gradient(
-        s, pair_parent, pair_size, pair_count, pair_outer, rest, parents, offsets, sizes
-    )
-    p = beta.size
-    xx = np.ascontiguousarray(total[:p, :p])
-    xy = np.ascontiguousarray(total[:p, p])
-    quad = total[p, p] - 2.0 * beta @ xy + beta @ xx @ beta
-    value = -0.5 * (n * np.log(2.0 * np.pi * variance) + logdet + quad / variance)
-    grad_s = np.empty(s.size)
-    for m in range(s.size):
-        dxy = np.ascontiguousarray(dtotal[m, :p, p])
-        dxx = np.ascontiguousarray(dtotal[m, :p, :p])
-        dquad = dtotal[m, p, p] - 2.0 * beta @ dxy + beta @ dxx @ beta
-        grad_s[m] = -0.5 * (dlogdet[m] + dquad / variance)
-    grad_v = -0.5 * (n / variance - quad / (variance * variance))
-    grad_beta = (xy - xx @ beta) / variance
-    return value, grad_s, grad_v, grad_beta
-
-
-def _operation_class() -> type:
-    """The PyTensor operation (built lazily: PyTensor comes with the bayes extra)."""
-    global _OPERATION
-    if _OPERATION is not None:
-        return _OPERATION
-    import pytensor.tensor as pt
-    from pytensor.gradient import DisconnectedType, disconnected_type, grad_not_implemented
-    from pytensor.graph.basic import Apply
-    from pytensor.graph.op import Op
-
-    class CollapsedLoglik(Op):
-        """The collapsed log-likelihood and its gradient (outputs: value, ∂/∂s, ∂/∂σ²,
-        ∂/∂β). Inputs: ``s``, σ², then β — or, when ``integrate``, the prior precision
-        and mean of β — then the :class:`Layout` arrays and n."""
-
-        __props__ = ("integrate",)
-
-        def __init__(self, integrate: bool) -> None:
-            self.integrate = integrate
-
-        @property
-        def leading(self) -> int:
-            """Number of inputs before the layout arrays."""
-            return 4 if self.integrate else 3
-
-        def make_node(self, *inputs: Any) -> Apply:
-            tensors = [pt.as_tensor_variable(v) for v in inputs]
-            outputs = [pt.dscalar(), pt.dvector(), pt.dscalar(), pt.dvector()]
-            return Apply(self, tensors, outputs)
-
-        def perform(self, node: Any, inputs: Any, outputs: Any) -> None:
-            s, variance, *rest = inputs
-            if self.integrate:
-                value, grad_s, grad_v = loglik_integrated(s, float(variance), *rest)
-                grad_beta = np.zeros(0)
-            else:
-                value, grad_s, grad_v, grad_beta = loglik_given_beta(s, float(variance), *rest)
-            for storage, result in zip(outputs, (value, grad_s, grad_v, grad_beta), strict=True):
-                storage[0] = np.asarray(result, dtype=np.float64)
-
-        def connection_pattern(self, node: Any) -> list[list[bool]]:
-            differentiable = 2 if self.integrate else 3
-            return [[i < differentiable] * 4 for i in range(len(node.inputs))]
-
-        def grad(self, inputs: Any, output_grads: Any) -> list[Any]:
-            _, grad_s, grad_v, grad_beta = self(*inputs)  # type: ignore[misc]
-            g = output_grads[0]
-            differentiable = 2 if self.integrate else 3
-            rest = [disconnected_type() for _ in inputs[differentiable:]]
-            if any(not isinstance(h.type, DisconnectedType) for h in output_grads[1:]):
-                return [
-                    grad_not_implemented(self, i, inputs[i]) for i in range(differentiable)
-                ] + rest
-            wrt = [g * grad_s, g * grad_v] + ([] if self.integrate else [g * grad_beta])
-            return wrt + rest
-
-    _register_numba(CollapsedLoglik)
-    _OPERATION = CollapsedLoglik
-    return CollapsedLoglik
-
-
-_OPERATION: type | None = None
-
-
-def _register_numba(op_type: type) -> None:
-    """Give nutpie's numba backend the compiled kernels instead of an object-mode call."""
-    try:
-        from pytensor.link.numba.dispatch.basic import (
-            numba_njit,
-            register_funcify_default_op_cache_key,
-        )
-    except ImportError:  # older PyTensor: the object-mode fallback still works
-        return
-
-    @register_funcify_default_op_cache_key(op_type)
-    def _funcify(op: Any, node: Any = None, **kwargs: Any) -> Any:
-        if op.integrate:
-            integrated = loglik_integrated
-
-            @numba_njit
-            def collapsed(s, variance, precision, mean, a, b, c, d, e, f, g, h, n):  # type: ignore[no-untyped-def]
-                value, grad_s, grad_v = integrated(
-                    s, variance.item(), precision, mean, a, b, c, d, e, f, g, h, n.item()
-                )
-                return np.asarray(value), grad_s, np.asarray(grad_v), np.zeros(0)
-
-            return collapsed
-        given = loglik_given_beta
-
-        @numba_njit
-        def collapsed_given(s, variance, beta, a, b, c, d, e, f, g, h, n):  # type: ignore[no-untyped-def]
-            value, grad_s, grad_v, grad_beta = given(
-                s, variance.item(), beta, a, b, c, d, e, f, g, h, n.item()
-            )
-            return np.asarray(value), grad_s, np.asarray(grad_v), grad_beta
-
-        return collapsed_given
-
-
-def shared_layout(layout: Layout) -> list[Any]:
-    """The layout's arrays as model data (numba would otherwise compile constants in;
-    as data, a compiled model can take another data set of the same shape)."""
-    import pymc as pm
-
-    names = ("parent", "size", "count", "outer", "rest", "parents", "offsets", "sizes")
-    arrays = [
-        pm.Data(f"collapsed_{name}", array)
-        for name, array in zip(names, layout.arrays(), strict=True)
-    ]
-    return [*arrays, pm.Data("collapsed_n", np.float64(layout.n))]
-
-
-def marginal_loglik(
-    layout: Layout,
-    sigma: Any,
-    taus: list[Any],
-    *,
-    beta: Any = None,
-    prior_sd: np.ndarray | None = None,
-    prior_mean: np.ndarray | None = None,
-) -> Any:
-    """The log-likelihood with the random intercepts integrated out; with ``beta=None``
-    the coefficients (prior ``Normal(prior_mean, prior_sd)``) are integrated out too,
-    the prior's parameters held as model data."""
-    import pymc as pm
-    import pytensor.tensor as pt
-
-    s = pt.stack([(tau / sigma) ** 2 for tau in taus])
-    integrate = beta is None
-    if integrate:
-        assert prior_sd is not None
-        mean = np.zeros(prior_sd.size) if prior_mean is None else prior_mean
-        leading = [
-            pm.Data("collapsed_prior_precision", np.asarray(1.0 / prior_sd**2, dtype=float)),
-            pm.Data("collapsed_prior_mean", np.asarray(mean, dtype=float)),
-        ]
-    else:
-        leading = [beta]
-    operation = _operation_class()(integrate)
-    return operation(s, sigma**2, *leading, *shared_layout(layout))[0]
-
-
-def coefficient_draws(
-    layout: Layout,
-    sigma: np.ndarray,
-    taus: np.ndarray,
-    prior_sd: np.ndarray,
-    rng: np.random.Generator,
-    prior_mean: np.ndarray | None = None,
-) -> np.ndarray:
-    """Draws of β from its exact conditional posterior given each draw of σ and the
-    τ's (``sigma``: draws; ``taus``: draws × levels); returns draws × coefficients."""
-    k = taus.shape[1]
-    p = int(layout.rest.shape[1]) - k
-    out = np.empty((sigma.size, p))
-    noise = rng.standard_normal((sigma.size, p))
-    inverse_prior = np.diag(1.0 / prior_sd**2)
-    shift = (np.zeros(p) if prior_mean is None else prior_mean) / prior_sd**2
-    for i in range(sigma.size):
-        variance = sigma[i] ** 2
-        _, total, _, _ = reduce_with_gradient(
-            taus[i] ** 2 / variance, *layout.arrays(), gradient=False
-        )
-        precision = total[:p, :p] / variance + inverse_prior
-        chol = np.linalg.cholesky(precision)
-        mean = np.linalg.solve(precision, total[:p, p] / variance + shift)
-        out[i] = mean + np.linalg.solve(chol.T, noise[i])
-    return out

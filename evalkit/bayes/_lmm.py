@@ -16,15 +16,16 @@ Any prior can be replaced by name with an :class:`~evalkit.bayes.Prior` (or a nu
 Coefficient priors are in outcome SDs per unit of the predictor — for a 0/1 treatment,
 in effect-size units.
 
-``collapsed=True`` (Gaussian, random intercepts at every level) integrates the random
-effects out analytically: the marginal likelihood comes from the same per-cluster
-sufficient statistics the REML engine uses, by the same recursive Woodbury reduction,
-evaluated with its gradient by a compiled kernel (:mod:`evalkit.bayes._collapsed`), so
-a gradient costs time in proportion to the number of upper-level groups, not students.
-With Normal coefficient priors (the default) β is integrated out as well: NUTS explores
-only σ and the random-effect SDs, and β is drawn afterwards, for every posterior draw,
-from its exact conditional (Gaussian) distribution. ``collapsed=False`` is the plain
-non-centred model.
+``collapsed=True`` (Gaussian outcomes) integrates the random effects out analytically:
+the marginal likelihood comes from the same per-cluster sufficient statistics the REML
+engine uses, by the same recursive Woodbury reduction, evaluated with its exact
+gradient by compiled kernels (:mod:`evalkit.bayes._collapsed` for random intercepts,
+:mod:`evalkit.bayes._collapsed_slopes` for correlated intercepts and slopes), so a
+gradient costs time in proportion to the number of groups, not students. With Normal
+coefficient priors (the default) β is integrated out as well: NUTS explores only σ and
+the random-effect covariance parameters, and β is drawn afterwards, for every
+posterior draw, from its exact conditional (Gaussian) distribution.
+``collapsed=False`` is the plain non-centred model.
 """
 
 from __future__ import annotations
@@ -38,9 +39,16 @@ import numpy as np
 import pandas as pd
 
 from evalkit._errors import EvalkitInputError
-from evalkit.bayes._collapsed import Layout, coefficient_draws, marginal_loglik
+from evalkit.bayes._collapsed import Layout
+from evalkit.bayes._collapsed_loglik import coefficient_draws, marginal_loglik
+from evalkit.bayes._collapsed_slopes import SlopeLayout
 from evalkit.bayes._priors import ModelPriors, Prior, resolve
-from evalkit.bayes._results import BayesResults, diagnostics_of, sampling_warnings
+from evalkit.bayes._results import (
+    BayesResults,
+    array_diagnostics,
+    diagnostics_of,
+    sampling_warnings,
+)
 from evalkit.multilevel import LMMResults
 from evalkit.multilevel import lmm as reml_lmm
 from evalkit.multilevel.stats import build
@@ -54,14 +62,15 @@ def _prior_scale(x: np.ndarray) -> np.ndarray:
     return np.where(sd > 0, 2.5 / np.where(sd > 0, sd, 1.0), 5.0)
 
 
-def _collapsed_layout(fit: LMMResults, y_std: np.ndarray) -> Layout:
+def _collapsed_layout(fit: LMMResults, y_std: np.ndarray) -> Layout | SlopeLayout:
     """The collapsed kernel's data: per-cluster sufficient statistics of the
     standardised outcome, as the REML engine builds them."""
     frame = fit.frame
     assert frame is not None
     design = np.column_stack([*frame.z, frame.x, y_std])
-    stats = build(design, list(frame.codes), [z.shape[1] for z in frame.z], frame.x.shape[1])
-    return Layout.from_stats(stats)
+    q = [z.shape[1] for z in frame.z]
+    stats = build(design, list(frame.codes), q, frame.x.shape[1])
+    return Layout.from_stats(stats) if max(q) == 1 else SlopeLayout.from_stats(stats)
 
 
 def _build(
@@ -95,8 +104,7 @@ def _build(
         gaussian=family == "gaussian",
     )
     info["priors"] = chosen.notes
-    if collapsed:
-        _check_collapsible(fit)
+    _check_blocks(fit)
     with pm.Model() as model:
         sigma = chosen.sigma.variable("sigma") if chosen.sigma is not None else None
         # A collapsed model with Normal coefficient priors integrates the coefficients
@@ -104,22 +112,28 @@ def _build(
         integrate = collapsed and chosen.all_normal
         beta = None if integrate else _coefficients(chosen.coefficients)
         if collapsed:
-            taus = [chosen.sds[level.name].variable(f"sd_{level.name}") for level in fit.levels]
+            factors = [
+                _level_factor(level.name, frame.z[index], chosen)
+                for index, level in enumerate(fit.levels)
+            ]
+            theta = pm.Deterministic(
+                "theta_collapsed", pt.concatenate([f / sigma for f in factors])
+            )
             layout = _collapsed_layout(fit, y_model)
             if integrate:
                 prior_sd = np.array([p.sigma for p in chosen.coefficients])
                 prior_mean = np.array([p.mu for p in chosen.coefficients])
                 loglik = marginal_loglik(
-                    layout, sigma, taus, prior_sd=prior_sd, prior_mean=prior_mean
+                    layout, sigma, theta, prior_sd=prior_sd, prior_mean=prior_mean
                 )
                 info.update(layout=layout, prior_sd=prior_sd, prior_mean=prior_mean)
             else:
-                loglik = marginal_loglik(layout, sigma, taus, beta=beta)
+                loglik = marginal_loglik(layout, sigma, theta, beta=beta)
             pm.Potential("marginal_likelihood", loglik)
             return model, info
         eta = pt.dot(x, beta)
         for index, level in enumerate(fit.levels):
-            effects = _plain_effects(level.name, frame.z[index], frame.codes[index], chosen, fit)
+            effects = _plain_effects(level.name, frame.z[index], frame.codes[index], chosen)
             eta = eta + (effects[frame.codes[index]] * frame.z[index]).sum(axis=1)
         if family == "gaussian":
             pm.Normal("y", eta, sigma, observed=y_model)
@@ -128,14 +142,44 @@ def _build(
     return model, info
 
 
-def _check_collapsible(fit: LMMResults) -> None:
+def _check_blocks(fit: LMMResults) -> None:
+    """One correlated block of random effects per level (``(1 + x | g)``)."""
     for level in fit.levels:
-        if level.columns != ("1",):
-            slopes = ", ".join(c for c in level.columns if c != "1")
+        if len(level.blocks) > 1:
             raise EvalkitInputError(
-                f"collapsed=True integrates out random intercepts only; the random slope(s) "
-                f"{slopes} for {level.name} need collapsed=False."
+                f"the Bayesian models take one correlated block of random effects per level; "
+                f"write the uncorrelated terms for {level.name} as one term "
+                f"(1 + {' + '.join(c for c in level.columns if c != '1')} | …)."
             )
+
+
+def _level_factor(name: str, z: np.ndarray, chosen: ModelPriors) -> Any:
+    """The level's random-effect covariance factor in outcome units, packed by rows
+    (``np.tril_indices``): the SD for an intercept, the LKJ Cholesky factor's lower
+    triangle for correlated intercepts and slopes."""
+    q = z.shape[1]
+    if q == 1:
+        return chosen.sds[name].variable(f"sd_{name}")[None]
+    chol = _lkj_factor(name, z, chosen)
+    rows, cols = np.tril_indices(q)
+    return chol[rows, cols]
+
+
+def _lkj_factor(name: str, z: np.ndarray, chosen: ModelPriors) -> Any:
+    """``LKJ(2)`` correlations and the level's SD priors (by default ``HalfNormal`` with
+    scale 1/SD of each slope variable): the Cholesky factor of the covariance."""
+    import pymc as pm
+
+    q = z.shape[1]
+    spread = z.std(axis=0)
+    slope_scale = np.where(spread > 0, 1.0 / np.where(spread > 0, spread, 1.0), 1.0)
+    prior = chosen.sds[name]
+    default = prior == Prior.half_normal(1.0)
+    sd_dist = pm.HalfNormal.dist(slope_scale, shape=q) if default else prior.distribution(shape=q)
+    if default:
+        chosen.notes[f"sd_{name}"] = "HalfNormal(1/SD of each slope variable) (outcome SDs)"
+    chol, _, _ = pm.LKJCholeskyCov(f"chol_{name}", n=q, eta=2.0, sd_dist=sd_dist, compute_corr=True)
+    return chol
 
 
 def _coefficients(priors: list[Prior]) -> Any:
@@ -152,27 +196,18 @@ def _coefficients(priors: list[Prior]) -> Any:
     return pm.Deterministic("beta", pt.stack(parts))
 
 
-def _plain_effects(
-    name: str, z: np.ndarray, codes: np.ndarray, chosen: ModelPriors, fit: LMMResults
-) -> Any:
+def _plain_effects(name: str, z: np.ndarray, codes: np.ndarray, chosen: ModelPriors) -> Any:
     """Non-centred random effects of one level (groups × q)."""
     import pymc as pm
 
     groups = int(codes.max()) + 1
     q = z.shape[1]
-    spread = z.std(axis=0)
-    slope_scale = np.where(spread > 0, 1.0 / np.where(spread > 0, spread, 1.0), 1.0)
-    prior = chosen.sds[name]
     if q == 1:
-        tau = prior.variable(f"sd_{name}")
+        tau = chosen.sds[name].variable(f"sd_{name}")
         offset = pm.Normal(f"z_{name}", 0.0, 1.0, shape=groups)
         return (tau * offset)[:, None]
-    default = prior == Prior.half_normal(1.0)
-    sd_dist = pm.HalfNormal.dist(slope_scale, shape=q) if default else prior.distribution(shape=q)
-    chol, _, _ = pm.LKJCholeskyCov(f"chol_{name}", n=q, eta=2.0, sd_dist=sd_dist, compute_corr=True)
+    chol = _lkj_factor(name, z, chosen)
     offset = pm.Normal(f"z_{name}", 0.0, 1.0, shape=(groups, q))
-    if default:
-        chosen.notes[f"sd_{name}"] = "HalfNormal(1) (outcome SDs per SD of the slope variable)"
     return pm.math.dot(offset, chol.T)
 
 
@@ -205,8 +240,8 @@ def lmm(
     sampler
         ``"nutpie"`` (default, when installed) or ``"pymc"`` (PyMC's NUTS).
     collapsed
-        Integrate the random effects out (default: yes for Gaussian random-intercept
-        models, no otherwise).
+        Integrate the random effects out (default: yes for Gaussian outcomes; the
+        Bernoulli family always samples them).
     family
         ``"gaussian"`` or ``"bernoulli"`` (logit link; e.g. proficiency).
     """
@@ -215,8 +250,7 @@ def lmm(
     # The REML engine prepares the data (same formula syntax, checks and model frame);
     # for a 0/1 outcome its Gaussian fit serves only that purpose.
     prepared = reml_lmm(formula, data, df_method="none")
-    intercepts_only = all(level.columns == ("1",) for level in prepared.levels)
-    use_collapsed = (family == "gaussian" and intercepts_only) if collapsed is None else collapsed
+    use_collapsed = family == "gaussian" if collapsed is None else collapsed
     if use_collapsed and family != "gaussian":
         raise EvalkitInputError("collapsed=True is for Gaussian outcomes.")
     model, info = _build(prepared, family, use_collapsed, priors)
@@ -247,13 +281,11 @@ def lmm(
     extra = {}
     if family == "gaussian":
         extra["sigma"] = posterior["sigma"].to_numpy().ravel() * scale
-    for level in prepared.levels:
-        name = f"sd_{level.name}"
-        if name in posterior:
-            extra[name] = posterior[name].to_numpy().ravel() * scale
-    diag_names: dict[str, Any] = {"beta": terms}
-    diag_names.update({k: k for k in extra})
-    diagnostics = diagnostics_of(idata, diag_names)
+    extra.update(_variance_draws(posterior, prepared, scale))
+    chains_run = int(posterior.sizes["chain"])
+    diagnostics = pd.concat(
+        [diagnostics_of(idata, {"beta": terms}), array_diagnostics(extra, chains_run)]
+    )
     warnings = sampling_warnings(idata, diagnostics)
     cov = np.atleast_2d(np.cov(beta, rowvar=False))
     facts = {
@@ -286,6 +318,26 @@ def lmm(
     )
 
 
+def _variance_draws(posterior: Any, fit: LMMResults, scale: float) -> dict[str, np.ndarray]:
+    """Random-effect SDs (original outcome units; slopes per unit of their variable)
+    and correlations: ``sd_<level>`` for an intercept-only level, otherwise
+    ``sd_<level>[<column>]`` and ``cor_<level>[<column>,<column>]``."""
+    out: dict[str, np.ndarray] = {}
+    for level in fit.levels:
+        name = level.name
+        if f"sd_{name}" in posterior:
+            out[f"sd_{name}"] = posterior[f"sd_{name}"].to_numpy().ravel() * scale
+            continue
+        labels = ["(Intercept)" if c == "1" else c for c in level.columns]
+        stds = posterior[f"chol_{name}_stds"].to_numpy().reshape(-1, len(labels))
+        corr = posterior[f"chol_{name}_corr"].to_numpy().reshape(-1, len(labels), len(labels))
+        for i, label in enumerate(labels):
+            out[f"sd_{name}[{label}]"] = stds[:, i] * scale
+            for j in range(i):
+                out[f"cor_{name}[{labels[j]},{label}]"] = corr[:, i, j]
+    return out
+
+
 def _add_coefficient_draws(
     idata: Any, fit: LMMResults, info: dict[str, Any], seed: int | None
 ) -> None:
@@ -296,10 +348,10 @@ def _add_coefficient_draws(
     posterior = idata.posterior
     shape = posterior["sigma"].shape
     sigma = posterior["sigma"].to_numpy().ravel()
-    taus = np.column_stack([posterior[f"sd_{lv.name}"].to_numpy().ravel() for lv in fit.levels])
+    theta = posterior["theta_collapsed"].to_numpy().reshape(sigma.size, -1)
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
     beta = coefficient_draws(
-        info["layout"], sigma, taus, info["prior_sd"], rng, prior_mean=info["prior_mean"]
+        info["layout"], sigma, theta, info["prior_sd"], rng, prior_mean=info["prior_mean"]
     )
     idata.posterior["beta"] = xr.DataArray(
         beta.reshape(*shape, -1),

@@ -82,6 +82,22 @@ def diagnostics_of(idata: Any, names: Mapping[str, str | list[str]]) -> pd.DataF
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def array_diagnostics(draws: Mapping[str, np.ndarray], chains: int) -> pd.DataFrame:
+    """R-hat and ESS of derived draws (each chain after chain, as raveled from the
+    posterior)."""
+    import arviz as az
+
+    rows = {}
+    for label, values in draws.items():
+        by_chain = np.asarray(values).reshape(chains, -1)
+        rows[label] = {
+            "r_hat": float(az.rhat(by_chain)),
+            "ess_bulk": float(az.ess(by_chain, method="bulk")),
+            "ess_tail": float(az.ess(by_chain, method="tail")),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def sampling_warnings(idata: Any, diagnostics: pd.DataFrame) -> list[str]:
     """Divergences, R-hat above 1.01 and ESS below 400: never silent."""
     out = []
