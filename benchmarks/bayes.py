@@ -22,6 +22,7 @@ import pandas as pd
 from evalkit.data import simulate_district
 
 FORMULA = "achievement ~ prior + coached * (leadership + collaboration + readiness) + (1 | school_id) + (1 | school_id:teacher_id)"
+SLOPES = FORMULA.replace("(1 | school_id)", "(1 + coached | school_id)")
 SIZES = {10_000: (25, 16, 25), 200_000: (500, 16, 25)}
 # Equal class sizes are the collapsed kernel's best case (one (school, size) pair per
 # school); ``--unequal`` adds the general case (class sizes vary).
@@ -43,11 +44,11 @@ print(json.dumps({"seconds": seconds, "min_ess": low}))
 """
 
 
-def evalkit_fit(data: pd.DataFrame) -> dict[str, float]:
+def evalkit_fit(data: pd.DataFrame, formula: str = FORMULA) -> dict[str, float]:
     from evalkit import bayes
 
     start = time.perf_counter()
-    fit = bayes.lmm(FORMULA, data, seed=1)
+    fit = bayes.lmm(formula, data, seed=1)
     seconds = time.perf_counter() - start
     low = float(fit.diagnostics["ess_bulk"].min())
     return {
@@ -85,9 +86,9 @@ def district(n: int, *, unequal: bool = False) -> pd.DataFrame:
     ).students
 
 
-def evalkit_row(label: str, data: pd.DataFrame) -> dict[str, object]:
+def evalkit_row(label: str, data: pd.DataFrame, formula: str = FORMULA) -> dict[str, object]:
     """evalkit's fit of ``data`` as a table row."""
-    ours = evalkit_fit(data)
+    ours = evalkit_fit(data, formula)
     return {
         "students": label,
         "evalkit_s": ours["seconds"],
@@ -107,6 +108,18 @@ def main() -> None:
     parser.add_argument(
         "--unequal", action="store_true", help="also fit unequal class sizes (evalkit only)"
     )
+    parser.add_argument(
+        "--bambi-sizes",
+        type=int,
+        nargs="*",
+        default=[10_000],
+        help="sizes at which bambi runs too (at 200,000 students it takes tens of minutes)",
+    )
+    parser.add_argument(
+        "--slopes",
+        action="store_true",
+        help="also fit a random coaching slope across schools (evalkit only)",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     rows = []
@@ -114,7 +127,7 @@ def main() -> None:
         for n in args.sizes:
             data = district(n)
             row = evalkit_row(f"{n:,}", data)
-            if args.bambi_python:
+            if args.bambi_python and n in args.bambi_sizes:
                 path = Path(folder) / f"district_{n}.csv"
                 data.to_csv(path, index=False)
                 peer = bambi_fit(args.bambi_python, path)
@@ -127,6 +140,9 @@ def main() -> None:
                     )
             rows.append(row)
             print(row, flush=True)
+            if args.slopes:
+                rows.append(evalkit_row(f"{n:,} (random coaching slope)", data, SLOPES))
+                print(rows[-1], flush=True)
             if args.unequal:
                 unequal = district(n, unequal=True)
                 rows.append(evalkit_row(f"{len(unequal):,} (unequal classes)", unequal))

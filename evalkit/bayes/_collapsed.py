@@ -60,30 +60,18 @@ class Layout:
         if any(q != 1 for q in stats.q):
             raise ValueError("the collapsed kernel handles one random intercept per level")
         k = len(stats.q)
-        cross = stats.cross
         parent_of = [_parent_map(stats, level) for level in range(k)]
         sizes = np.array([*stats.n_groups, 1], dtype=np.int64)
-        first = parent_of[0]
-        size = cross[:, 0, 0]
-        keys, inverse, counts = np.unique(
-            np.column_stack([first, size]), axis=0, return_inverse=True, return_counts=True
-        )
-        inverse = inverse.ravel()
-        u = cross[:, 0, 1:]
-        width = u.shape[1]
-        pair_outer = np.zeros((keys.shape[0], width, width))
-        np.add.at(pair_outer, inverse, u[:, :, None] * u[:, None, :])
-        rest = np.zeros((sizes[1], width, width))
-        np.add.at(rest, first, cross[:, 1:, 1:])
+        pair_parent, pair_size, pair_count, pair_outer, rest = lowest_pairs(stats)
         upper = parent_of[1:]
         offsets = np.zeros(k, dtype=np.int64)
         for level in range(2, k):
             offsets[level] = offsets[level - 1] + sizes[level - 1]
         parents = np.concatenate(upper) if upper else np.zeros(0, dtype=np.int64)
         return cls(
-            pair_parent=keys[:, 0].astype(np.int64),
-            pair_size=np.ascontiguousarray(keys[:, 1]),
-            pair_count=counts.astype(np.float64),
+            pair_parent=pair_parent,
+            pair_size=pair_size,
+            pair_count=pair_count,
             pair_outer=pair_outer,
             rest=rest,
             parents=parents.astype(np.int64),
@@ -115,6 +103,31 @@ def _totals(layout: Layout, theta: np.ndarray) -> np.ndarray:
     return reduce_with_gradient(theta * theta, *layout.arrays(), gradient=False)[1]
 
 
+def lowest_pairs(stats: SufficientStats) -> tuple[np.ndarray, ...]:
+    """For a lowest level with one random intercept: the (parent, size) pairs — parent
+    index, size ``a = zᵀz``, number of clusters, ``Σ u uᵀ`` — and ``Σ C[1:, 1:]`` per
+    parent (see the module docs)."""
+    cross = stats.cross
+    first = _parent_map(stats, 0)
+    keys, inverse, counts = np.unique(
+        np.column_stack([first, cross[:, 0, 0]]), axis=0, return_inverse=True, return_counts=True
+    )
+    inverse = inverse.ravel()
+    u = cross[:, 0, 1:]
+    width = u.shape[1]
+    pair_outer = np.zeros((keys.shape[0], width, width))
+    np.add.at(pair_outer, inverse, u[:, :, None] * u[:, None, :])
+    rest = np.zeros((int(first.max()) + 1, width, width))
+    np.add.at(rest, first, cross[:, 1:, 1:])
+    return (
+        keys[:, 0].astype(np.int64),
+        np.ascontiguousarray(keys[:, 1]),
+        counts.astype(np.float64),
+        pair_outer,
+        rest,
+    )
+
+
 def _parent_map(stats: SufficientStats, level: int) -> np.ndarray:
     """Index of each level-``level`` group's parent (all zeros at the top level)."""
     if level == len(stats.q) - 1:
@@ -132,6 +145,40 @@ def _mirror(blocks: np.ndarray) -> None:
         for r in range(width):
             for c in range(r + 1, width):
                 flat[g, c, r] = flat[g, r, c]
+
+
+@numba.njit(cache=True)
+def pair_level(
+    s0: float,
+    pair_parent: np.ndarray,
+    pair_size: np.ndarray,
+    pair_count: np.ndarray,
+    pair_outer: np.ndarray,
+    cur: np.ndarray,
+    dcur: np.ndarray,
+    gradient: bool,
+) -> tuple[float, float]:
+    """The lowest level from its (parent, size) pairs: ``cur`` (holding ``Σ C[1:, 1:]``
+    per parent) loses ``Σ w(a) u uᵀ`` and ``dcur`` gains its derivative in s (upper
+    triangles only); returns the level's ``Σ log d`` and its derivative."""
+    width = cur.shape[1]
+    logdet = 0.0
+    dlogdet = 0.0
+    for i in range(pair_parent.size):
+        a = pair_size[i]
+        d = 1.0 + s0 * a
+        w = s0 / d
+        dw = 1.0 / (d * d)
+        logdet += pair_count[i] * np.log(d)
+        dlogdet += pair_count[i] * a / d
+        g = pair_parent[i]
+        for r in range(width):
+            for c in range(r, width):
+                o = pair_outer[i, r, c]
+                cur[g, r, c] -= w * o
+                if gradient:
+                    dcur[g, r, c] -= dw * o
+    return logdet, dlogdet
 
 
 @numba.njit(cache=True)
@@ -154,23 +201,10 @@ def reduce_with_gradient(
     width = rest.shape[1]
     cur = rest.copy()
     dcur = np.zeros((k if gradient else 1, rest.shape[0], width, width))
-    logdet = 0.0
     dlogdet = np.zeros(k)
-    s0 = s[0]
-    for i in range(pair_parent.size):
-        a = pair_size[i]
-        d = 1.0 + s0 * a
-        w = s0 / d
-        dw = 1.0 / (d * d)
-        logdet += pair_count[i] * np.log(d)
-        dlogdet[0] += pair_count[i] * a / d
-        g = pair_parent[i]
-        for r in range(width):
-            for c in range(r, width):
-                o = pair_outer[i, r, c]
-                cur[g, r, c] -= w * o
-                if gradient:
-                    dcur[0, g, r, c] -= dw * o
+    logdet, dlogdet[0] = pair_level(
+        s[0], pair_parent, pair_size, pair_count, pair_outer, cur, dcur[0], gradient
+    )
     for level in range(1, k):
         width = cur.shape[1] - 1
         nxt = np.zeros((sizes[level + 1], width, width))

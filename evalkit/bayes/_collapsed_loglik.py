@@ -243,9 +243,9 @@ def _numba_wrapper(op: Any, numba_njit: Any) -> Any:
     if op.integrate and op.slopes:
 
         @numba_njit
-        def integrated_slopes(theta, variance, precision, mean, a, b, c, d, e, f, n):  # type: ignore[no-untyped-def]
+        def integrated_slopes(theta, variance, precision, mean, a, b, c, d, e, f, g, h, i, j, m, n):  # type: ignore[no-untyped-def]
             value, grad, grad_v = kernel(
-                theta, variance.item(), precision, mean, (a, b, c, d, e, f), n.item()
+                theta, variance.item(), precision, mean, (a, b, c, d, e, f, g, h, i, j, m), n.item()
             )
             return np.asarray(value), grad, np.asarray(grad_v), np.zeros(0)
 
@@ -263,9 +263,9 @@ def _numba_wrapper(op: Any, numba_njit: Any) -> Any:
     if op.slopes:
 
         @numba_njit
-        def given_slopes(theta, variance, beta, a, b, c, d, e, f, n):  # type: ignore[no-untyped-def]
+        def given_slopes(theta, variance, beta, a, b, c, d, e, f, g, h, i, j, m, n):  # type: ignore[no-untyped-def]
             value, grad, grad_v, grad_beta = kernel(
-                theta, variance.item(), beta, (a, b, c, d, e, f), n.item()
+                theta, variance.item(), beta, (a, b, c, d, e, f, g, h, i, j, m), n.item()
             )
             return np.asarray(value), grad, np.asarray(grad_v), grad_beta
 

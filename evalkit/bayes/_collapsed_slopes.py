@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from evalkit.bayes._collapsed import lowest_pairs, pair_level
 from evalkit.multilevel.stats import SufficientStats
 
 
@@ -47,6 +48,10 @@ class SlopeLayout:
     sizes: np.ndarray
     theta_start: np.ndarray
     n: int
+    pairs: tuple[np.ndarray, ...]
+    """With one random effect at the lowest level: its (parent, size) pairs, as
+    :func:`evalkit.bayes._collapsed.lowest_pairs` (``cross`` is then left empty);
+    otherwise empty arrays."""
 
     @classmethod
     def from_stats(cls, stats: SufficientStats) -> SlopeLayout:
@@ -64,8 +69,19 @@ class SlopeLayout:
         offsets = np.r_[0, np.cumsum(sizes[:-2])].astype(np.int64)[:k]
         q = np.array(stats.q, dtype=np.int64)
         packed = q * (q + 1) // 2
+        c = stats.cross.shape[1]
+        if q[0] == 1:
+            pairs = lowest_pairs(stats)
+            cross = np.zeros((0, c, c))
+        else:
+            pairs = (
+                np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0),
+                np.zeros((0, c - 1, c - 1)), np.zeros((0, c - 1, c - 1)),
+            )  # fmt: skip
+            cross = np.ascontiguousarray(stats.cross)
         return cls(
-            cross=np.ascontiguousarray(stats.cross),
+            cross=cross,
+            pairs=pairs,
             q=q,
             parents=np.concatenate(maps).astype(np.int64),
             offsets=offsets,
@@ -85,7 +101,10 @@ class SlopeLayout:
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         """The kernel's data arguments, in order."""
-        return (self.cross, self.q, self.parents, self.offsets, self.sizes, self.theta_start)
+        return (
+            self.cross, self.q, self.parents, self.offsets, self.sizes, self.theta_start,
+            *self.pairs,
+        )  # fmt: skip
 
 
 @numba.njit(cache=True)
@@ -318,6 +337,11 @@ def reduce_general(
     offsets: np.ndarray,
     sizes: np.ndarray,
     theta_start: np.ndarray,
+    pair_parent: np.ndarray,
+    pair_size: np.ndarray,
+    pair_count: np.ndarray,
+    pair_outer: np.ndarray,
+    pair_rest: np.ndarray,
     gradient: bool = True,
 ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
     """``log|I + ZΛΛᵀZᵀ|``, the reduced cross-products of ``[X y]`` and (when
@@ -329,7 +353,25 @@ def reduce_general(
     logdet = 0.0
     dlogdet = np.zeros(n_theta)
     out = np.zeros(1)
-    for level in range(k):
+    first_level = 0
+    if pair_parent.size > 0:  # one random effect at the lowest level: its pairs
+        lam = theta[0]
+        cur = pair_rest.copy()
+        dcur = np.zeros((n_theta if gradient else 1, cur.shape[0], cur.shape[1], cur.shape[2]))
+        logdet, dlogdet[0] = pair_level(
+            lam * lam, pair_parent, pair_size, pair_count, pair_outer, cur, dcur[0], gradient
+        )
+        dlogdet[0] *= 2.0 * lam
+        for g in range(cur.shape[0]):
+            for r in range(cur.shape[1]):
+                for c in range(r + 1, cur.shape[2]):
+                    cur[g, c, r] = cur[g, r, c]
+                    dcur[0, g, c, r] = dcur[0, g, r, c] * 2.0 * lam
+                dcur[0, g, r, r] *= 2.0 * lam
+                for c in range(r + 1, cur.shape[2]):
+                    dcur[0, g, r, c] *= 2.0 * lam
+        first_level = 1
+    for level in range(first_level, k):
         q = qs[level]
         rest = cur.shape[1] - q
         own = theta_start[level]
