@@ -104,6 +104,12 @@ def _build(
         gaussian=family == "gaussian",
     )
     info["priors"] = chosen.notes
+    # Constants of the graph beyond the priors' notes (slope SD priors scale with the
+    # slope variables' SDs): part of the compiled-model cache key.
+    info["random"] = tuple(
+        (level.name, level.columns, tuple(np.round(frame.z[index].std(axis=0), 12)))
+        for index, level in enumerate(fit.levels)
+    )
     _check_blocks(fit)
     with pm.Model() as model:
         sigma = chosen.sigma.variable("sigma") if chosen.sigma is not None else None
@@ -388,7 +394,7 @@ def _structure(model: Any, info: dict[str, Any], family: str) -> Hashable | None
         return None
     priors = tuple(sorted((k, v) for k, v in info["priors"].items() if not k.startswith("beta")))
     shapes = tuple((var.name, var.get_value().shape) for var in model.data_vars)
-    return (family, tuple(info["terms"]), priors, shapes)
+    return (family, tuple(info["terms"]), info["random"], priors, shapes)
 
 
 def _sample(

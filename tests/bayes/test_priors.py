@@ -93,6 +93,30 @@ def test_sensitivity_sweep_reuses_the_compiled_model(students: pd.DataFrame) -> 
         prior_sensitivity(FORMULA, students, {}, term="coached")
 
 
+def test_compiled_models_are_reused_only_for_the_same_structure(students: pd.DataFrame) -> None:
+    """The cache key holds what the compiled graph fixes: terms, levels, slope
+    variables (their SDs scale the slope priors) and SD priors — not Normal
+    coefficient priors, which are data."""
+    from evalkit.bayes._lmm import _build, _structure
+    from evalkit.multilevel import lmm as reml
+
+    def key(formula: str, priors: dict[str, object] | None = None) -> object:
+        fit = reml(formula, students, df_method="none")
+        model, info = _build(fit, "gaussian", True, priors)  # type: ignore[arg-type]
+        return _structure(model, info, "gaussian")
+
+    base = key(FORMULA)
+    assert key(FORMULA, {"coached": Prior.normal(0.1, 0.1)}) == base
+    assert key(FORMULA, {"sd_school_id": 0.5}) != base
+    two = students.assign(leadership2=2 * students["leadership"])
+    slope = "achievement ~ prior + coached + (1 + {} | school_id)"
+    fit_a = reml(slope.format("leadership"), two, df_method="none")
+    fit_b = reml(slope.format("leadership2"), two, df_method="none")
+    key_a = _structure(*_build(fit_a, "gaussian", True, None), "gaussian")
+    key_b = _structure(*_build(fit_b, "gaussian", True, None), "gaussian")
+    assert key_a != key_b
+
+
 def test_probability_table_states_thresholds(students: pd.DataFrame) -> None:
     fit = lmm(FORMULA, students, seed=2, **QUICK)
     table = probability_table(fit, "coached", thresholds=[0.0, 0.1], unit=" SD")
