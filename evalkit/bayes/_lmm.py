@@ -367,9 +367,9 @@ def _add_coefficient_draws(
 
 
 _COMPILED: OrderedDict[Hashable, Any] = OrderedDict()
-"""Compiled nutpie models of collapsed fits by structure (at most ``_CACHE_SIZE``):
-refits with other Normal coefficient priors, or another data set of the same shape,
-swap their data into the compiled model instead of compiling again."""
+"""Compiled nutpie models of collapsed fits and meta-analyses by structure (at most
+``_CACHE_SIZE``): refits with other Normal coefficient priors, or another data set of
+the same shape, swap their data into the compiled model instead of compiling again."""
 _CACHE_SIZE = 8
 
 

@@ -21,10 +21,6 @@ from evalkit._validate import require_columns
 from evalkit.bayes._lmm import _sample
 from evalkit.bayes._results import BayesResults, diagnostics_of, sampling_warnings
 
-_COMPILED: dict[Any, Any] = {}
-"""Compiled nutpie models by data structure: refits with new effect sizes and
-variances (simulation studies) reuse the compiled model."""
-
 
 def meta_analysis(
     data: pd.DataFrame,
@@ -90,39 +86,29 @@ def meta_analysis(
         sampler,
     )
     start = time.perf_counter()
-    if sampler == "nutpie" and structure in _COMPILED:
-        # Same structure as an earlier fit: swap the data into the compiled model.
-        compiled = _COMPILED[structure].with_data(y_obs=y, sd_obs=np.sqrt(v))
-        idata = _sample_compiled(compiled, draws=draws, tune=tune, chains=chains, seed=seed)
-    else:
-        with pm.Model() as model:
-            y_obs = pm.Data("y_obs", y)
-            sd_obs = pm.Data("sd_obs", np.sqrt(v))
-            beta = pm.Normal("beta", 0.0, prior_sd, shape=len(terms))
-            mean = pm.math.dot(x, beta)
-            for name, key in zip(names, keys, strict=True):
-                codes, uniques = pd.factorize(key)
-                tau = pm.HalfNormal(f"tau_{name}", prior_tau)
-                offset = pm.Normal(f"z_{name}", 0.0, 1.0, shape=len(uniques))
-                mean = mean + tau * offset[codes]
-            pm.Normal("y", mean, sd_obs, observed=y_obs)
-        if sampler == "nutpie":
-            import nutpie
-
-            _COMPILED[structure] = nutpie.compile_pymc_model(model)
-            idata = _sample_compiled(
-                _COMPILED[structure], draws=draws, tune=tune, chains=chains, seed=seed
-            )
-        else:
-            idata = _sample(
-                model,
-                draws=draws,
-                tune=tune,
-                chains=chains,
-                seed=seed,
-                sampler=sampler,
-                target_accept=0.95,
-            )
+    with pm.Model() as model:
+        y_obs = pm.Data("y_obs", y)
+        sd_obs = pm.Data("sd_obs", np.sqrt(v))
+        beta = pm.Normal("beta", 0.0, prior_sd, shape=len(terms))
+        mean = pm.math.dot(x, beta)
+        for name, key in zip(names, keys, strict=True):
+            codes, uniques = pd.factorize(key)
+            tau = pm.HalfNormal(f"tau_{name}", prior_tau)
+            offset = pm.Normal(f"z_{name}", 0.0, 1.0, shape=len(uniques))
+            mean = mean + tau * offset[codes]
+        pm.Normal("y", mean, sd_obs, observed=y_obs)
+    # Same structure as an earlier fit: the effect sizes and variances are swapped into
+    # the compiled model (simulation studies compile once).
+    idata = _sample(
+        model,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        seed=seed,
+        sampler=sampler,
+        target_accept=0.95,
+        cache_key=("meta", structure),
+    )
     seconds = time.perf_counter() - start
     beta_draws = (
         idata.posterior["beta"].stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy()
@@ -167,18 +153,4 @@ def meta_analysis(
         draws=pd.concat([draws_frame, pd.DataFrame(tau_draws)], axis=1),
         diagnostics=diagnostics,
         priors={"beta": f"Normal(0, {prior_sd:g})", "tau": f"HalfNormal({prior_tau:g})"},
-    )
-
-
-def _sample_compiled(compiled: Any, *, draws: int, tune: int, chains: int, seed: int | None) -> Any:
-    import nutpie
-
-    return nutpie.sample(
-        compiled,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        seed=seed,
-        progress_bar=False,
-        target_accept=0.95,
     )
