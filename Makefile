@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 ## run: install everything and run the default analysis, writing to results/
 run: $(STAMP)
-	$(BIN)/python analyses/coaching_district.py --out results/coaching_district
+	$(BIN)/evalkit run coaching_district --out results/coaching_district
 
 ## test: install everything, lint, type-check, run the tests and build the docs
 test: $(STAMP) lint typecheck
@@ -28,8 +28,8 @@ test-slow: $(STAMP)
 	if [ $$rc -eq 5 ]; then echo "no slow tests collected"; exit 0; fi; exit $$rc
 
 lint: $(STAMP)
-	$(BIN)/ruff check evalkit tests benchmarks analyses
-	$(BIN)/ruff format --check evalkit tests benchmarks analyses
+	$(BIN)/ruff check evalkit tests benchmarks conftest.py
+	$(BIN)/ruff format --check evalkit tests benchmarks conftest.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

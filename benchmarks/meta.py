@@ -50,16 +50,16 @@ def synthesis(n_effects: int, n_studies: int, seed: int = 1) -> pd.DataFrame:
     return frame
 
 
-def evalkit_seconds(data: pd.DataFrame, formula: str | None, repeats: int) -> float:
+def evalkit_seconds(data: pd.DataFrame, moderators: str | None, repeats: int) -> float:
     def run() -> None:
-        if formula is None:
-            fit = meta.multilevel(
-                data, effect="yi", variance="vi", levels=["study", "es_id"], rho=0.6
-            )
-        else:
-            fit = meta.multilevel(
-                data, formula=formula, variance="vi", levels=["study", "es_id"], rho=0.6
-            )
+        fit = meta.multilevel(
+            data,
+            effect="yi",
+            variance="vi",
+            moderators=moderators,
+            levels=["study", "es_id"],
+            rho=0.6,
+        )
         meta.robust(fit, data["study"])
 
     return best_of(run, repeats)
@@ -145,7 +145,7 @@ def main() -> None:
                 ("intercept only", None, "", None),
                 (
                     "5 moderators",
-                    "yi ~ " + " + ".join(MODERATORS),
+                    " + ".join(MODERATORS),
                     "mods = ~ " + " + ".join(MODERATORS) + ",",
                     MODERATORS,
                 ),

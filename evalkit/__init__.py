@@ -1,7 +1,7 @@
 """evalkit: estimate what instructional coaching does to instruction and achievement."""
 
-from evalkit import adapters, datasets, effectsize, results, tables
-from evalkit._errors import EvalkitInputError, EvalkitWarning
+from evalkit import adapters, core, datasets, effectsize, tables
+from evalkit.core import EvalkitInputError, EvalkitWarning
 from evalkit.data import simulate_district
 
 __version__ = "0.1.0"
@@ -11,9 +11,9 @@ __all__ = [
     "EvalkitWarning",
     "__version__",
     "adapters",
+    "core",
     "datasets",
     "effectsize",
-    "results",
     "simulate_district",
     "tables",
 ]

@@ -7,8 +7,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalkit._errors import EvalkitInputError
-from evalkit.results import Dropped, ModelResults, z_based
+from evalkit.core import (
+    INTERCEPT,
+    Dropped,
+    EvalkitInputError,
+    ModelResults,
+    VarianceComponents,
+    z_based,
+)
 
 
 def _frame_cov(cov: Any, terms: pd.Index) -> pd.DataFrame:
@@ -17,13 +23,14 @@ def _frame_cov(cov: Any, terms: pd.Index) -> pd.DataFrame:
 
 
 def from_statsmodels(
-    fit: Any, *, model: str | None = None, dropped: Dropped | None = None
+    fit: Any, *, model: str | None = None, dropped: Dropped | None = None, level: str = "group"
 ) -> ModelResults:
     """Wrap a statsmodels results object (OLS/WLS/GLS, GLM, MixedLM, ...).
 
     Inference follows the fit: t with the residual df where statsmodels uses t
     (``use_t``), z otherwise. For MixedLM only the fixed effects are kept as terms;
-    variance components go to ``glance()``.
+    the random-effect covariance and the residual variance become the shared
+    ``variance_components`` table, with ``level`` naming the grouping factor.
 
     Examples
     --------
@@ -44,18 +51,16 @@ def from_statsmodels(
     warnings: list[str] = []
     n_groups: dict[str, int] = {}
     is_mixed = hasattr(fit, "cov_re")
+    components: VarianceComponents | None = None
     if is_mixed:
         k_fe = int(fit.k_fe)
         params = params.iloc[:k_fe]
         cov_all = np.asarray(fit.cov_params())[:k_fe, :k_fe]
         df = z_based(params.index)
-        facts["residual_variance"] = float(fit.scale)
-        cov_re = pd.DataFrame(fit.cov_re)
-        for name in cov_re.index:
-            facts[f"var_{name}"] = float(cov_re.loc[name, name])
+        components = mixedlm_components(fit, level)
         facts["converged"] = bool(fit.converged)
         facts["reml"] = bool(fit.method == "REML") if hasattr(fit, "method") else None
-        n_groups["group"] = len(fit.model.group_labels)
+        n_groups[level] = len(fit.model.group_labels)
         if not fit.converged:
             warnings.append("statsmodels MixedLM did not report convergence")
     else:
@@ -85,7 +90,34 @@ def from_statsmodels(
         warnings=tuple(warnings),
         dropped=dropped or Dropped(),
         formula=getattr(getattr(fit.model, "formula", None), "__str__", lambda: None)(),
+        variance_components=components,
     )
+
+
+def mixedlm_components(
+    fit: Any, level: str, extra: dict[str, dict[str, float]] | None = None
+) -> VarianceComponents:
+    """The shared table from a MixedLM fit: ``cov_re`` for ``level`` (its intercept
+    relabelled ``Intercept``), independent variance components from ``extra``
+    (``{level: {term: variance}}``), and the residual variance ``scale``."""
+    cov_re = pd.DataFrame(fit.cov_re, dtype=float)
+    design = np.asarray(fit.model.exog_re, dtype=float)
+    # MixedLM names a random intercept after the grouping variable (or "Group"); its
+    # design column is constant 1.
+    names = [
+        INTERCEPT if np.all(design[:, k] == 1.0) else str(n) for k, n in enumerate(cov_re.index)
+    ]
+    cov_re.index = cov_re.columns = pd.Index(names)
+    matrices: dict[str, pd.DataFrame] = {level: cov_re} if len(names) else {}
+    for name, variances in (extra or {}).items():
+        current = matrices.get(name, pd.DataFrame(dtype=float))
+        terms = [*current.index, *variances]
+        matrix = pd.DataFrame(0.0, index=terms, columns=terms)
+        matrix.loc[current.index, current.columns] = current
+        for term, value in variances.items():
+            matrix.loc[term, term] = value
+        matrices[name] = matrix
+    return VarianceComponents.from_matrices(matrices, residual=float(fit.scale))
 
 
 def from_linearmodels(

@@ -21,10 +21,9 @@ from typing import Any
 
 import pandas as pd
 
-from evalkit._errors import EvalkitInputError
+from evalkit.core import EvalkitInputError
 
 FORMATS = ("md", "html", "tex", "csv", "docx", "json")
-ANALYSES_DIR = Path(__file__).resolve().parents[1] / "analyses"
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run a replication analysis (by name) or an analysis script")
+    run = sub.add_parser(
+        "run",
+        help="run a replication analysis (by name) or an analysis script; options the "
+        "analysis defines (e.g. --studies FILE) pass through",
+    )
     run.add_argument(
         "analysis", help="analysis name (see `evalkit list`) or a path to a .py script"
     )
@@ -127,22 +130,21 @@ def _emit(
             print(f"wrote {path}")
 
 
-def _run(args: argparse.Namespace) -> int:
-    target = Path(args.analysis)
-    if target.suffix != ".py":
-        target = ANALYSES_DIR / f"{args.analysis}.py"
-    if not target.exists():
-        raise EvalkitInputError(
-            f"no analysis {args.analysis!r}; `evalkit list` shows the bundled ones."
-        )
-    argv = [str(target), "--seed", str(args.seed)]
+def _run(args: argparse.Namespace, extra: list[str]) -> int:
+    from evalkit import analyses
+
+    argv = ["--seed", str(args.seed), *extra]
     if args.out is not None:
         argv += ["--out", str(args.out)]
-    sys.path.insert(0, str(target.parent))
+    if not args.analysis.endswith(".py"):
+        return analyses.run(args.analysis, argv)
+    script = Path(args.analysis)
+    if not script.is_file():
+        raise EvalkitInputError(f"no analysis script {str(script)!r}.")
     old = sys.argv
-    sys.argv = argv
+    sys.argv = [str(script), *argv]
     try:
-        runpy.run_path(str(target), run_name="__main__")
+        runpy.run_path(str(script), run_name="__main__")
     except SystemExit as done:
         return int(done.code or 0)
     finally:
@@ -151,41 +153,38 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _list() -> int:
-    for path in sorted(ANALYSES_DIR.glob("[!_]*.py")):
-        doc = (
-            path.read_text().split('"""')[1].strip().splitlines()[0]
-            if '"""' in path.read_text()
-            else ""
-        )
-        print(f"{path.stem:22s} {doc}")
+    from evalkit import analyses
+
+    for name, description in analyses.available().items():
+        print(f"{name:22s} {description}")
     return 0
 
 
 def _meta(args: argparse.Namespace) -> int:
     from evalkit import meta
+    from evalkit.tables import meta_summary_table
 
     data = pd.read_csv(args.csv)
     if args.study:
         data = data.reset_index(drop=True)
         data["_es_id"] = range(1, len(data) + 1)
-        kwargs: dict[str, Any] = {
-            "variance": args.variance,
-            "levels": [args.study, "_es_id"],
-            "rho": args.rho,
-        }
-        if args.moderators:
-            kwargs["formula"] = f"{args.effect} ~ {args.moderators}"
-        else:
-            kwargs["effect"] = args.effect
-        fit = meta.multilevel(data, **kwargs)
+        fit = meta.multilevel(
+            data,
+            effect=args.effect,
+            variance=args.variance,
+            levels=[args.study, "_es_id"],
+            moderators=args.moderators or None,
+            rho=args.rho,
+        )
         shown: Any = meta.robust(fit, data[args.study])
-        table = meta.summary_table(fit, robust_result=shown)
+        table = meta_summary_table(fit, robust_result=shown)
     else:
         if args.moderators:
             fit = meta.meta_regression(
-                f"{args.effect} ~ {args.moderators}",
                 data,
+                effect=args.effect,
                 variance=args.variance,
+                moderators=args.moderators,
                 method=args.method,
                 test=args.test,
             )
@@ -194,7 +193,7 @@ def _meta(args: argparse.Namespace) -> int:
                 data, effect=args.effect, variance=args.variance, method=args.method, test=args.test
             )
         shown = fit
-        table = meta.summary_table(fit)
+        table = meta_summary_table(fit)
     _emit(args, {"meta_analysis": table}, {"tidy": shown.tidy(), "glance": shown.glance()})
     return 0
 
@@ -254,9 +253,11 @@ def _power(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``evalkit`` command."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handlers = {
-        "run": _run,
+        "run": lambda a: _run(a, extra),
         "list": lambda _: _list(),
         "meta": _meta,
         "lmm": _lmm,

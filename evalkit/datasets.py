@@ -6,7 +6,7 @@ from importlib import resources
 
 import pandas as pd
 
-from evalkit._errors import EvalkitInputError
+from evalkit.core import EvalkitInputError
 
 _CITATIONS: dict[str, str] = {
     "raudenbush1985": "Raudenbush (1984, 1985): teacher expectancy effects on pupil IQ, 19 experiments.",

@@ -1,17 +1,14 @@
-"""Figures for evaluation reports (matplotlib, no display needed)."""
+"""Figures for evaluation reports: each function returns a matplotlib Figure drawn
+without pyplot, so no backend is chosen and nothing needs a display."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from evalkit._errors import EvalkitInputError
+from evalkit.core import EvalkitInputError, figure_and_axes
 
 
 def effect_size_plot(
@@ -35,7 +32,7 @@ def effect_size_plot(
     if missing:
         raise EvalkitInputError(f"effects is missing column(s) {', '.join(missing)}.")
     frame = effects.iloc[::-1]
-    figure, axes = plt.subplots(figsize=(6.5, 1.0 + 0.5 * len(frame)))
+    figure, axes = figure_and_axes(figsize=(6.5, 1.0 + 0.5 * len(frame)))
     positions = range(len(frame))
     axes.hlines(positions, frame["ci_low"], frame["ci_high"], color="0.3", linewidth=1.5)
     axes.plot(frame["estimate"], positions, "o", color="tab:blue")
@@ -49,9 +46,8 @@ def effect_size_plot(
 
 
 def save_figure(figure: Figure, path: str | Path, *, dpi: int = 150) -> Path:
-    """Save ``figure`` to ``path`` (PNG by suffix) and close it."""
+    """Save ``figure`` to ``path`` (the format follows the suffix: PNG, PDF, SVG)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=dpi)
-    plt.close(figure)
     return path

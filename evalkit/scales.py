@@ -21,11 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from evalkit._errors import EvalkitInputError
-from evalkit._validate import check_option, describe_rows, require_columns
-from evalkit.results import Dropped
-from evalkit.tables import Table
-from evalkit.tables._format import fmt_number
+from evalkit.core import Dropped, EvalkitInputError, check_option, describe_rows, require_columns
+from evalkit.tables import Table, fmt_number
 
 ScoreMethod = Literal["mean", "factor"]
 

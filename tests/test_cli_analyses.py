@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from evalkit import analyses
 from evalkit.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-ANALYSES = sorted(p.stem for p in (ROOT / "analyses").glob("[!_]*.py"))
+ANALYSES = sorted(analyses.available())
 
 
 def test_list_names_every_analysis(capsys: pytest.CaptureFixture[str]) -> None:
@@ -145,8 +146,8 @@ def test_exit_codes_for_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize("name", ANALYSES)
 def test_every_analysis_replicates(name: str, tmp_path: Path) -> None:
     run = subprocess.run(
-        [sys.executable, str(ROOT / "analyses" / f"{name}.py"), "--out", str(tmp_path)],
-        capture_output=True, text=True, cwd=ROOT, check=False, timeout=600,
+        [sys.executable, "-m", f"evalkit.analyses.{name}", "--out", str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path, check=False, timeout=600,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "OUTSIDE TOLERANCE" not in run.stdout
@@ -166,7 +167,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_cli_end_to_end_and_bad_files(tmp_path: Path) -> None:
     data = ROOT / "evalkit" / "data" / "datasets" / "raudenbush1985.csv"
     ok = _cli("meta", str(data), "--effect", "yi", "--variance", "vi", "--format", "json")
-    assert ok.returncode == 0 and json.loads(ok.stdout)["tidy"][0]["term"] == "intercept"
+    assert ok.returncode == 0 and json.loads(ok.stdout)["tidy"][0]["term"] == "Intercept"
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     text = tmp_path / "text.csv"
@@ -190,3 +191,24 @@ def test_cli_end_to_end_and_bad_files(tmp_path: Path) -> None:
         assert len(run.stderr.strip().splitlines()) == 1
     usage = _cli("power")
     assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+def test_packaged_reference_numbers_equal_the_r_output() -> None:
+    """The analyses ship the metafor + clubSandwich numbers they compare with; the copy
+    must equal what tests/reference/meta/multilevel_reference.R wrote."""
+    shipped = json.loads(
+        (ROOT / "evalkit" / "analyses" / "data" / "metafor_sat_reference.json").read_text()
+    )
+    written = json.loads((ROOT / "tests" / "reference" / "meta" / "multilevel.json").read_text())
+    assert shipped == {key: written[key] for key in shipped}
+    assert set(shipped) >= {"sat_che", "sat_che_CR2", "sat_che_mods", "sat_che_mods_CR2"}
+
+
+def test_own_studies_run_through_the_synthesis(tmp_path: Path) -> None:
+    """`evalkit run coaching_synthesis --studies FILE` codes and pools the evaluator's file."""
+    template = ROOT / "evalkit" / "analyses" / "templates" / "coaching_studies_template.csv"
+    studies = tmp_path / "my_studies.csv"
+    studies.write_text(template.read_text())
+    code = main(["run", "coaching_synthesis", "--studies", str(studies), "--out", str(tmp_path)])
+    assert code == 0
+    assert (tmp_path / "coded_effect_sizes.csv").exists()

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+
+yaml = pytest.importorskip("yaml", reason="the docs extra (mkdocs, PyYAML) is not installed")
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""evalkit.power: PowerUp!'s check values (DOMAIN.md §2), consistency of the three
+"""evalkit.power: PowerUp!'s check values (Dong & Maynard 2013, J. Res. Educ. Eff. 6(1); the PowerUp! workbook's worked examples), consistency of the three
 solvers, simulation against analytic power, reproducibility across executors, and
 bad input."""
 
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
 from evalkit import EvalkitInputError
 from evalkit.power import (
@@ -18,7 +19,7 @@ from evalkit.power import (
     simulate_power,
 )
 
-# Dong & Maynard (2013) / PowerUp! worked examples, as listed in DOMAIN.md §2.
+# Dong & Maynard (2013) / PowerUp! worked examples.
 CHECKS = [
     ("cra2r2", {"rho2": 0.17, "n": 15, "J": 20}, 0.629),
     ("cra2r2", {"rho2": 0.15, "r21": 0.40, "r22": 0.53, "g": 1, "n": 100, "J": 40}, 0.250),
@@ -195,7 +196,7 @@ def test_results_do_not_depend_on_how_work_is_split() -> None:
     serial = simulate_power(SMALL, replications=24, seed=2, chunk_size=24)
     chunked = simulate_power(SMALL, replications=24, seed=2, chunk_size=5)
     parallel = simulate_power(SMALL, replications=24, seed=2, chunk_size=7, n_jobs=2)
-    columns = ["estimate", "se", "p_value"]
+    columns = ["estimate", "std_error", "p_value"]
     np.testing.assert_array_equal(serial.raw[columns], chunked.raw[columns])
     np.testing.assert_array_equal(serial.raw[columns], parallel.raw[columns])
 
@@ -210,7 +211,9 @@ def test_dask_cluster_gives_the_serial_result() -> None:
     ):
         on_dask = simulate_power(SMALL, replications=16, seed=4, chunk_size=5, client=client)
     serial = simulate_power(SMALL, replications=16, seed=4)
-    np.testing.assert_array_equal(serial.raw[["estimate", "se"]], on_dask.raw[["estimate", "se"]])
+    np.testing.assert_array_equal(
+        serial.raw[["estimate", "std_error"]], on_dask.raw[["estimate", "std_error"]]
+    )
 
 
 def test_moderator_power_grid_and_curve() -> None:
@@ -226,8 +229,8 @@ def test_moderator_power_grid_and_curve() -> None:
     assert result.term == "treated:leadership"
     assert table["analytic_power"].isna().all()  # PowerUp! has no moderator design here
     assert table.loc[1, "power"] >= table.loc[0, "power"] - 3 * table["mc_se"].max()
-    ax = power_curve(result, "n_schools")
-    assert len(ax.lines) >= 1
+    figure = power_curve(result, "n_schools")
+    assert isinstance(figure, Figure) and len(figure.axes[0].lines) >= 1
     with pytest.raises(EvalkitInputError, match="unknown design parameter"):
         design_grid(base, schools=[1])
 

@@ -9,7 +9,7 @@ import statsmodels.formula.api as smf
 
 from evalkit import EvalkitInputError
 from evalkit.adapters import from_linearmodels, from_statsmodels
-from evalkit.results import TIDY_COLUMNS, Dropped, ModelResults
+from evalkit.core import TIDY_COLUMNS, Dropped, ModelResults
 
 
 @pytest.fixture
@@ -61,13 +61,16 @@ def test_mixedlm_adapter_keeps_fixed_effects(regression_data: pd.DataFrame) -> N
     fit = smf.mixedlm("achievement ~ coached + prior", regression_data, groups="school_id").fit(
         reml=True
     )
-    res = from_statsmodels(fit)
+    res = from_statsmodels(fit, level="school_id")
     assert list(res.params.index) == ["Intercept", "coached", "prior"]
     np.testing.assert_allclose(res.std_errors, fit.bse.iloc[:3])
     np.testing.assert_allclose(res.pvalues, fit.pvalues.iloc[:3])
     glance = res.glance()
-    assert glance.loc[0, "n_group"] == 30
-    assert glance.loc[0, "residual_variance"] == pytest.approx(fit.scale)
+    assert glance.loc[0, "n_school_id"] == 30
+    assert glance.loc[0, "var_residual"] == pytest.approx(fit.scale)
+    assert glance.loc[0, "var_school_id"] == pytest.approx(float(fit.cov_re.iloc[0, 0]))
+    assert res.variance_components is not None
+    assert list(res.variance_components.frame["term"]) == ["Intercept", "residual"]
 
 
 def test_linearmodels_panel_and_iv(regression_data: pd.DataFrame) -> None:

@@ -2,6 +2,7 @@
 extra): the coaching models and meta-analyses with posterior diagnostics on the
 results contract."""
 
+from evalkit.bayes import _extra  # noqa: F401  (first: a clear error without the extra)
 from evalkit.bayes._checks import posterior_predictive, prior_predictive, random_effect_draws
 from evalkit.bayes._lmm import lmm
 from evalkit.bayes._meta import meta_analysis

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalkit._errors import EvalkitInputError
 from evalkit.bayes._results import BayesResults
-from evalkit.multilevel.frame import Marginal, clusters
+from evalkit.core import INTERCEPT, EvalkitInputError
+from evalkit.multilevel import Marginal, clusters, specify
 
 
 def _draw_indices(result: BayesResults, n_draws: int, rng: np.random.Generator) -> np.ndarray:
@@ -19,7 +19,7 @@ def _draw_indices(result: BayesResults, n_draws: int, rng: np.random.Generator) 
 
 
 def _labels(level: Any) -> list[str]:
-    return ["(Intercept)" if c == "1" else c for c in level.columns]
+    return [INTERCEPT if c == "1" else c for c in level.columns]
 
 
 def effect_keys(fit: Any) -> list[tuple[int, int, str]]:
@@ -48,7 +48,7 @@ def _relative_factors(result: BayesResults, draw: int) -> tuple[list[np.ndarray]
         corr = np.eye(len(labels))
         for i, a in enumerate(labels):
             for j in range(i):
-                corr[i, j] = corr[j, i] = float(row[f"cor_{level.name}[{labels[j]},{a}]"])
+                corr[i, j] = corr[j, i] = float(row[f"cor_{level.name}[{labels[j]}, {a}]"])
         cov = corr * np.outer(sd, sd)
         factors.append(np.linalg.cholesky(cov + 1e-12 * np.eye(len(labels))) / sigma)
     return factors, sigma
@@ -64,14 +64,14 @@ def random_effect_draws(
     groups in the order of the model frame's codes, keyed by level (intercept-only
     levels) or ``<level>[<column>]``."""
     fit = result.prepared
-    if fit is None or fit.frame is None:
-        raise EvalkitInputError("this fit kept no model frame.")
+    if fit is None:
+        raise EvalkitInputError("this fit kept no model specification.")
     if "sigma" not in result.draws:
         raise EvalkitInputError("conditional draws are for Gaussian models.")
     rng = np.random.default_rng(seed)
     center, spread = result.scale
     frame = fit.frame
-    terms = list(fit.params.index)
+    terms = list(fit.terms)
     y_std = (frame.y - center) / spread
     x = frame.x
     chosen = _draw_indices(result, n_draws, rng)
@@ -80,7 +80,7 @@ def random_effect_draws(
     lookup = {(index, component): key for index, component, key in keys}
     out = {key: np.zeros((chosen.size, sizes[index])) for index, _, key in keys}
     beta_all = result.draws[terms].to_numpy()
-    intercept = terms.index("Intercept") if "Intercept" in terms else None
+    intercept = terms.index(INTERCEPT) if INTERCEPT in terms else None
     groups = list(clusters(frame))
     for row, index in enumerate(chosen):
         beta = beta_all[index] / spread
@@ -111,12 +111,12 @@ def posterior_predictive(
     SD of top-level cluster means; ``ppp`` is the share of replications above the
     observed statistic (values near 0 or 1 flag misfit)."""
     fit = result.prepared
-    if fit is None or fit.frame is None:
-        raise EvalkitInputError("this fit kept no model frame.")
+    if fit is None:
+        raise EvalkitInputError("this fit kept no model specification.")
     effects = random_effect_draws(result, n_draws=n_draws, seed=seed)
     rng = np.random.default_rng(seed + 1)
     frame = fit.frame
-    terms = list(fit.params.index)
+    terms = list(fit.terms)
     chosen = _draw_indices(result, n_draws, np.random.default_rng(seed))
     top = frame.codes[-1]
 
@@ -153,16 +153,14 @@ def prior_predictive(
     import pymc as pm
 
     from evalkit.bayes._lmm import _build
-    from evalkit.multilevel import lmm as reml
 
-    fit = reml(formula, data, df_method="none")
+    fit = specify(formula, data)
     model, info = _build(fit, "gaussian", False, None)
     with model:
         prior = pm.sample_prior_predictive(draws=draws, random_seed=seed)
     simulated = (
         prior.prior_predictive["y"].to_numpy().reshape(draws, -1) * info["spread"] + info["center"]
     )
-    assert fit.frame is not None
     y = fit.frame.y
     rows: dict[str, Any] = {}
     for name, values, observed in (

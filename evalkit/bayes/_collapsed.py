@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from evalkit.multilevel.stats import SufficientStats
+from evalkit.multilevel import SufficientStats
 
 
 @dataclass(frozen=True)

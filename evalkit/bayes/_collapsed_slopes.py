@@ -19,7 +19,7 @@ import numba
 import numpy as np
 
 from evalkit.bayes._collapsed import lowest_pairs, pair_level
-from evalkit.multilevel.stats import SufficientStats
+from evalkit.multilevel import SufficientStats
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Bayesian linear (and logistic) mixed models with PyMC, sampled by nutpie or PyMC.
 
-The data are prepared by :func:`evalkit.multilevel.lmm` (same formulas, same checks).
+The data are prepared by :func:`evalkit.multilevel.specify` (the same formulas, checks
+and design as the REML engine, without a REML fit).
 Gaussian outcomes are standardised internally; default priors are weakly informative
 on that scale and reported back on the original one:
 
@@ -38,7 +39,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from evalkit._errors import EvalkitInputError
 from evalkit.bayes._collapsed import Layout
 from evalkit.bayes._collapsed_loglik import coefficient_draws, marginal_loglik
 from evalkit.bayes._collapsed_slopes import SlopeLayout
@@ -49,9 +49,8 @@ from evalkit.bayes._results import (
     diagnostics_of,
     sampling_warnings,
 )
-from evalkit.multilevel import LMMResults
-from evalkit.multilevel import lmm as reml_lmm
-from evalkit.multilevel.stats import build
+from evalkit.core import INTERCEPT, EvalkitInputError, VarianceComponents
+from evalkit.multilevel import MixedModelSpec, specify
 
 Sampler = Literal["nutpie", "pymc"]
 Family = Literal["gaussian", "bernoulli"]
@@ -62,19 +61,16 @@ def _prior_scale(x: np.ndarray) -> np.ndarray:
     return np.where(sd > 0, 2.5 / np.where(sd > 0, sd, 1.0), 5.0)
 
 
-def _collapsed_layout(fit: LMMResults, y_std: np.ndarray) -> Layout | SlopeLayout:
+def _collapsed_layout(fit: MixedModelSpec, y_std: np.ndarray) -> Layout | SlopeLayout:
     """The collapsed kernel's data: per-cluster sufficient statistics of the
     standardised outcome, as the REML engine builds them."""
-    frame = fit.frame
-    assert frame is not None
-    design = np.column_stack([*frame.z, frame.x, y_std])
-    q = [z.shape[1] for z in frame.z]
-    stats = build(design, list(frame.codes), q, frame.x.shape[1])
-    return Layout.from_stats(stats) if max(q) == 1 else SlopeLayout.from_stats(stats)
+    stats = fit.sufficient_statistics(y_std)
+    widths = [z.shape[1] for z in fit.frame.z]
+    return Layout.from_stats(stats) if max(widths) == 1 else SlopeLayout.from_stats(stats)
 
 
 def _build(
-    fit: LMMResults,
+    fit: MixedModelSpec,
     family: str,
     collapsed: bool,
     priors: Mapping[str, Prior | float] | None,
@@ -83,9 +79,8 @@ def _build(
     import pytensor.tensor as pt
 
     frame = fit.frame
-    assert frame is not None
     x, y = frame.x, frame.y
-    terms = list(fit.params.index)
+    terms = list(fit.terms)
     info: dict[str, Any] = {"terms": terms}
     if family == "gaussian":
         center, spread = float(y.mean()), float(y.std(ddof=1))
@@ -148,7 +143,7 @@ def _build(
     return model, info
 
 
-def _check_blocks(fit: LMMResults) -> None:
+def _check_blocks(fit: MixedModelSpec) -> None:
     """One correlated block of random effects per level (``(1 + x | g)``)."""
     for level in fit.levels:
         if len(level.blocks) > 1:
@@ -253,9 +248,9 @@ def lmm(
     """
     if family not in ("gaussian", "bernoulli"):
         raise EvalkitInputError(f"family={family!r}: choose 'gaussian' or 'bernoulli'.")
-    # The REML engine prepares the data (same formula syntax, checks and model frame);
-    # for a 0/1 outcome its Gaussian fit serves only that purpose.
-    prepared = reml_lmm(formula, data, df_method="none")
+    # The REML engine's specification step prepares the data (same formula syntax,
+    # checks and model frame); nothing is fitted by REML.
+    prepared = specify(formula, data)
     use_collapsed = family == "gaussian" if collapsed is None else collapsed
     if use_collapsed and family != "gaussian":
         raise EvalkitInputError("collapsed=True is for Gaussian outcomes.")
@@ -275,56 +270,99 @@ def lmm(
     )
     if "layout" in info:
         _add_coefficient_draws(idata, prepared, info, seed)
-    seconds = time.perf_counter() - start
+    timing["seconds"] = time.perf_counter() - start
+    settings = {"draws": draws * chains, "chains": chains, "sampler": sampler}
+    return _results(idata, prepared, info, timing, settings, family, use_collapsed)
+
+
+def _coefficient_frame(posterior: Any, info: dict[str, Any]) -> pd.DataFrame:
+    """Coefficient draws on the original outcome scale (draws × terms)."""
     terms = info["terms"]
-    posterior = idata.posterior
     beta = posterior["beta"].stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy()
-    scale, center = info["spread"], info["center"]
-    beta = beta * scale
-    if "Intercept" in terms:
-        beta[:, terms.index("Intercept")] += center
-    draws_frame = pd.DataFrame(beta, columns=terms)
+    beta = beta * info["spread"]
+    if INTERCEPT in terms:
+        beta[:, terms.index(INTERCEPT)] += info["center"]
+    return pd.DataFrame(beta, columns=terms)
+
+
+def _results(
+    idata: Any,
+    prepared: MixedModelSpec,
+    info: dict[str, Any],
+    timing: dict[str, float],
+    settings: dict[str, Any],
+    family: str,
+    collapsed: bool,
+) -> BayesResults:
+    """Posterior summaries on the results contract, with diagnostics and warnings."""
+    posterior = idata.posterior
+    terms, scale = info["terms"], info["spread"]
+    draws_frame = _coefficient_frame(posterior, info)
     extra = {}
     if family == "gaussian":
         extra["sigma"] = posterior["sigma"].to_numpy().ravel() * scale
     extra.update(_variance_draws(posterior, prepared, scale))
-    chains_run = int(posterior.sizes["chain"])
     diagnostics = pd.concat(
-        [diagnostics_of(idata, {"beta": terms}), array_diagnostics(extra, chains_run)]
+        [
+            diagnostics_of(idata, {"beta": terms}),
+            array_diagnostics(extra, int(posterior.sizes["chain"])),
+        ]
     )
-    warnings = sampling_warnings(idata, diagnostics)
-    cov = np.atleast_2d(np.cov(beta, rowvar=False))
+    stats = idata.sample_stats
     facts = {
-        "draws": draws * chains, "chains": chains, "sampler": sampler, "collapsed": use_collapsed,
-        "divergences": int(idata.sample_stats["diverging"].sum()) if "diverging" in idata.sample_stats else 0,
-        "sampling_seconds": seconds - timing["compile_seconds"], "family": family,
+        **settings, "collapsed": collapsed, "family": family,
+        "divergences": int(stats["diverging"].sum()) if "diverging" in stats else 0,
+        "sampling_seconds": timing["seconds"] - timing["compile_seconds"],
         "compile_seconds": timing["compile_seconds"],
     }  # fmt: skip
-    for key, values in extra.items():
-        facts[f"{key}_mean"] = float(values.mean())
     index = pd.Index(terms)
+    cov = np.atleast_2d(np.cov(draws_frame.to_numpy(), rowvar=False))
     return BayesResults(
         params=draws_frame.mean(),
         cov=pd.DataFrame(cov, index=index, columns=index),
         df=pd.Series(np.inf, index=index),
         nobs=prepared.nobs,
-        model=f"Bayesian mixed model ({family}{', collapsed' if use_collapsed else ''})",
-        backend=sampler,
+        model=f"Bayesian mixed model ({family}{', collapsed' if collapsed else ''})",
+        backend=settings["sampler"],
         n_groups=dict(prepared.n_groups),
         facts=facts,
-        warnings=tuple(warnings),
+        warnings=tuple(sampling_warnings(idata, diagnostics)),
         dropped=prepared.dropped,
-        formula=formula,
+        formula=prepared.formula,
         idata=idata,
         draws=pd.concat([draws_frame, pd.DataFrame(extra)], axis=1),
         diagnostics=diagnostics,
         priors=info["priors"],
         prepared=prepared,
-        scale=(center, scale),
+        scale=(info["center"], scale),
+        variance_components=posterior_components(extra, prepared),
     )
 
 
-def _variance_draws(posterior: Any, fit: LMMResults, scale: float) -> dict[str, np.ndarray]:
+def posterior_components(
+    draws: Mapping[str, np.ndarray], fit: MixedModelSpec
+) -> VarianceComponents:
+    """Posterior means of the random-effect variances and covariances (and of σ² for a
+    Gaussian model), as the shared table; ``draws`` as :func:`_variance_draws` names them."""
+    matrices = {}
+    for level in fit.levels:
+        labels = [INTERCEPT if c == "1" else c for c in level.columns]
+        if len(labels) == 1:
+            sds = np.asarray(draws[f"sd_{level.name}"])[:, None]
+        else:
+            sds = np.column_stack([draws[f"sd_{level.name}[{label}]"] for label in labels])
+        covariance = np.einsum("di,dj->dij", sds, sds)
+        for i, a in enumerate(labels):
+            for j in range(i):
+                rho = np.asarray(draws[f"cor_{level.name}[{labels[j]}, {a}]"])
+                covariance[:, i, j] *= rho
+                covariance[:, j, i] *= rho
+        matrices[level.name] = pd.DataFrame(covariance.mean(axis=0), index=labels, columns=labels)
+    residual = float(np.mean(np.asarray(draws["sigma"]) ** 2)) if "sigma" in draws else None
+    return VarianceComponents.from_matrices(matrices, residual=residual)
+
+
+def _variance_draws(posterior: Any, fit: MixedModelSpec, scale: float) -> dict[str, np.ndarray]:
     """Random-effect SDs (original outcome units; slopes per unit of their variable)
     and correlations: ``sd_<level>`` for an intercept-only level, otherwise
     ``sd_<level>[<column>]`` and ``cor_<level>[<column>,<column>]``."""
@@ -334,18 +372,18 @@ def _variance_draws(posterior: Any, fit: LMMResults, scale: float) -> dict[str, 
         if f"sd_{name}" in posterior:
             out[f"sd_{name}"] = posterior[f"sd_{name}"].to_numpy().ravel() * scale
             continue
-        labels = ["(Intercept)" if c == "1" else c for c in level.columns]
+        labels = [INTERCEPT if c == "1" else c for c in level.columns]
         stds = posterior[f"chol_{name}_stds"].to_numpy().reshape(-1, len(labels))
         corr = posterior[f"chol_{name}_corr"].to_numpy().reshape(-1, len(labels), len(labels))
         for i, label in enumerate(labels):
             out[f"sd_{name}[{label}]"] = stds[:, i] * scale
             for j in range(i):
-                out[f"cor_{name}[{labels[j]},{label}]"] = corr[:, i, j]
+                out[f"cor_{name}[{labels[j]}, {label}]"] = corr[:, i, j]
     return out
 
 
 def _add_coefficient_draws(
-    idata: Any, fit: LMMResults, info: dict[str, Any], seed: int | None
+    idata: Any, fit: MixedModelSpec, info: dict[str, Any], seed: int | None
 ) -> None:
     """β drawn from its exact conditional posterior given each draw of the variance
     parameters (the collapsed model integrated it out), added to the posterior."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit._errors import EvalkitInputError
+from evalkit.core import EvalkitInputError
 
 COEFFICIENT_FAMILIES = ("normal", "student_t")
 SD_FAMILIES = ("half_normal", "half_student_t", "exponential")

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalkit._errors import EvalkitInputError
 from evalkit.bayes._priors import Prior
 from evalkit.bayes._results import BayesResults, hdi
+from evalkit.core import EvalkitInputError
 
 
 def probability_table(

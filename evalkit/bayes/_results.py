@@ -9,8 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalkit._errors import EvalkitInputError
-from evalkit.results import ModelResults
+from evalkit.core import EvalkitInputError, ModelResults
 
 RHAT_MAX = 1.01
 ESS_MIN = 400
@@ -22,7 +21,10 @@ class BayesResults(ModelResults):
 
     ``params`` are posterior means and ``cov`` the posterior covariance of the
     coefficients; ``tidy()`` reports the posterior mean, SD, the 95% highest-density
-    interval (``ci_low``/``ci_high``), ``r_hat``, ``ess_bulk`` and ``ess_tail``;
+    interval (``ci_low``/``ci_high``), ``r_hat``, ``ess_bulk`` and ``ess_tail``, and
+    ``conf_int()`` the same HDIs. A posterior has no t statistic or p-value:
+    ``statistics`` and ``pvalues`` raise (use :func:`prob_greater` for the posterior
+    probability of an effect) and ``tidy()`` leaves those columns empty;
     ``glance()`` the draws, chains, divergences and sampling time. ``idata`` is the
     ArviZ InferenceData; ``draws`` the coefficient draws (draws × terms, on the
     original scale).
@@ -36,6 +38,29 @@ class BayesResults(ModelResults):
     """The REML engine's fit that prepared the data (its model frame and levels)."""
     scale: tuple[float, float] = (0.0, 1.0)
     """(center, spread) of the internal standardisation of the outcome."""
+
+    @property
+    def statistics(self) -> pd.Series:
+        """Refused: a posterior has no Wald statistic."""
+        raise EvalkitInputError(
+            "a Bayesian fit has no t statistics; report posterior probabilities (prob_greater)."
+        )
+
+    @property
+    def pvalues(self) -> pd.Series:
+        """Refused: a posterior has no p-values."""
+        raise EvalkitInputError(
+            "a Bayesian fit has no p-values; report posterior probabilities (prob_greater) "
+            "or the HDI from conf_int()."
+        )
+
+    def conf_int(self, level: float = 0.95) -> pd.DataFrame:
+        """Highest-density intervals of the coefficients (``ci_low``, ``ci_high``), the
+        same intervals ``tidy()`` reports."""
+        if not 0.0 < level < 1.0:
+            raise EvalkitInputError(f"level must lie strictly between 0 and 1, got {level!r}.")
+        bounds = [hdi(self.draws[term].to_numpy(), level) for term in self.params.index]
+        return pd.DataFrame(bounds, index=self.params.index, columns=["ci_low", "ci_high"])
 
     def tidy(self, level: float = 0.95) -> pd.DataFrame:
         """Posterior summaries per coefficient (HDI at ``level``)."""

@@ -1,7 +1,22 @@
 """The coaching evaluation: dosage, instruction and achievement model sequences,
 moderation by school conditions, quasi-experimental designs and several districts."""
 
+from evalkit.coaching import qed
+from evalkit.coaching.districts import (
+    DistrictSynthesis,
+    district_estimates,
+    four_level,
+    outcome_domain_table,
+    synthesize_districts,
+)
 from evalkit.coaching.dosage import coaching_dosage, school_year
+from evalkit.coaching.evaluation import (
+    Evaluation,
+    effect_summary,
+    evaluate_district,
+    moderation_table,
+    write_report,
+)
 from evalkit.coaching.models import (
     ModelSequence,
     achievement_models,
@@ -15,17 +30,32 @@ from evalkit.coaching.moderation import (
     moderation_plot,
     simple_slopes,
 )
+from evalkit.coaching.synthesis import Synthesis, effect_sizes_from_reports, synthesize
 
 __all__ = [
+    "DistrictSynthesis",
+    "Evaluation",
     "JohnsonNeyman",
     "ModelSequence",
+    "Synthesis",
     "achievement_models",
     "coaching_dosage",
+    "district_estimates",
+    "effect_sizes_from_reports",
+    "effect_summary",
+    "evaluate_district",
     "fit_sequence",
+    "four_level",
     "instruction_models",
     "johnson_neyman",
     "moderation_plot",
+    "moderation_table",
+    "outcome_domain_table",
+    "qed",
     "school_year",
     "simple_slopes",
     "standardize_within",
+    "synthesize",
+    "synthesize_districts",
+    "write_report",
 ]

@@ -8,13 +8,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from evalkit._errors import EvalkitInputError
 from evalkit.coaching.models import ModelSequence
+from evalkit.core import EvalkitInputError
 from evalkit.effectsize import benjamini_hochberg
 from evalkit.meta import MetaResults, meta_regression, random_effects
 from evalkit.multilevel import LMMResults, effect_size, lmm
-from evalkit.tables import Table
-from evalkit.tables._format import fmt_number, fmt_p
+from evalkit.tables import Table, fmt_number, fmt_p
 
 
 @dataclass(frozen=True)
@@ -30,11 +29,12 @@ def district_estimates(
     sequences: Mapping[str, ModelSequence],
     *,
     model: str = "Covariates",
-    moderators: pd.DataFrame | None = None,
+    district_data: pd.DataFrame | None = None,
     district: str = "district",
 ) -> pd.DataFrame:
     """One standardised coaching effect per district (from each district's ``model``)
-    with its sampling variance, joined to district-level moderators."""
+    with its sampling variance, joined to ``district_data`` (one row per district with
+    the district-level moderators)."""
     rows = []
     for name, sequence in sequences.items():
         if model not in sequence.effects.index:
@@ -46,22 +46,26 @@ def district_estimates(
             {
                 district: name,
                 "effect_size": e["effect_size"],
-                "variance": e["es_se"] ** 2,
+                "variance": e["effect_size_std_error"] ** 2,
                 "n": sequence.models[model].nobs,
             }
         )
     frame = pd.DataFrame(rows)
-    if moderators is not None:
-        if district not in moderators.columns:
-            raise EvalkitInputError(f"the moderator table needs a {district!r} column.")
-        missing = sorted(
-            set(frame[district]) - set(moderators[district].astype(str)) - set(moderators[district])
-        )
+    if district_data is not None:
+        if district not in district_data.columns:
+            raise EvalkitInputError(f"district_data needs a {district!r} column.")
+        ids = district_data[district]
+        missing = sorted(set(frame[district]) - set(ids.astype(str)) - set(ids))
         if missing:
             raise EvalkitInputError(
                 f"no moderator values for district(s) {', '.join(map(str, missing))}."
             )
-        frame = frame.merge(moderators, on=district, how="left")
+        repeated = ids[ids.duplicated()].unique().tolist()
+        if repeated:
+            raise EvalkitInputError(
+                f"district_data has several rows for district(s) {', '.join(map(str, repeated))}."
+            )
+        frame = frame.merge(district_data, on=district, how="left")
     return frame
 
 
@@ -69,22 +73,31 @@ def synthesize_districts(
     sequences: Mapping[str, ModelSequence],
     *,
     model: str = "Covariates",
-    moderators: pd.DataFrame | None = None,
-    formula: str | None = None,
+    district_data: pd.DataFrame | None = None,
+    moderators: str | None = None,
     district: str = "district",
     test: str = "knha",
 ) -> DistrictSynthesis:
     """Random-effects synthesis of the district effects (Knapp–Hartung by default:
     few districts), and a meta-regression on district moderators such as the
     instructional infrastructure's specificity, inclusivity, authority and alignment
-    (``formula="effect_size ~ specificity + alignment"``)."""
-    estimates = district_estimates(sequences, model=model, moderators=moderators, district=district)
+    (``moderators="specificity + alignment"``, a right-hand side over the columns of
+    ``district_data``)."""
+    estimates = district_estimates(
+        sequences, model=model, district_data=district_data, district=district
+    )
     if len(estimates) < 2:
         raise EvalkitInputError("a synthesis needs at least two districts.")
     pooled = random_effects(estimates, effect="effect_size", variance="variance", test=test)  # type: ignore[arg-type]
     moderated = None
-    if formula:
-        moderated = meta_regression(formula, estimates, variance="variance", test=test)  # type: ignore[arg-type]
+    if moderators:
+        moderated = meta_regression(
+            estimates,
+            effect="effect_size",
+            variance="variance",
+            moderators=moderators,
+            test=test,  # type: ignore[arg-type]
+        )
     return DistrictSynthesis(estimates, pooled, moderated)
 
 
@@ -106,7 +119,7 @@ def four_level(
     null = lmm(f"{outcome} ~ 1 + {random}", data)
     fit = lmm(f"{formula_fixed} + {random}", data, reference=null)
     es = effect_size(fit, treatment, reference=null)
-    return fit, es.estimate, es.se
+    return fit, es.estimate, es.std_error
 
 
 def outcome_domain_table(

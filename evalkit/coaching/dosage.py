@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from evalkit._errors import EvalkitInputError
-from evalkit._validate import require_columns
+from evalkit.core import EvalkitInputError, require_columns
 
 OPENING = ("observe", "model")
 CLOSING = ("debrief", "feedback")
@@ -68,7 +67,7 @@ def coaching_dosage(
     length = pd.to_numeric(log[minutes], errors="coerce")
     bad = length.isna() | (length < 0)
     if bad.any():
-        from evalkit._validate import describe_rows
+        from evalkit.core import describe_rows
 
         raise EvalkitInputError(
             f"column {minutes!r} has missing or negative session lengths at {describe_rows(list(log.index), bad.to_numpy())}."

@@ -15,12 +15,10 @@ import pandas as pd
 from evalkit.coaching.dosage import coaching_dosage
 from evalkit.coaching.models import ModelSequence, achievement_models, instruction_models
 from evalkit.coaching.moderation import johnson_neyman, moderation_plot, simple_slopes
-from evalkit.data import District
-from evalkit.data.simulate import REVERSED_ITEMS, SURVEY_ITEMS
-from evalkit.multilevel.model import DfMethod
+from evalkit.data import REVERSED_ITEMS, SURVEY_ITEMS, District
+from evalkit.multilevel import DfMethod
 from evalkit.scales import SchoolConditions, school_conditions
-from evalkit.tables import Table, descriptive_table
-from evalkit.tables._format import fmt_number
+from evalkit.tables import Table, descriptive_table, fmt_number
 
 CONDITIONS = ("leadership", "collaboration", "readiness")
 
@@ -176,21 +174,23 @@ def moderation_table(
     )
 
 
-def write_report(evaluation: Evaluation, out: Path) -> list[Path]:
-    """Tables in Markdown, HTML, LaTeX, CSV and Word, and the figures, under ``out``."""
+def write_report(evaluation: Evaluation, out: str | Path) -> list[Path]:
+    """Tables in Markdown, HTML, LaTeX, CSV and Word, and the figures, under ``out``
+    (a folder, created if needed)."""
     from evalkit.multilevel import caterpillar_plot
     from evalkit.plots import save_figure
 
-    out.mkdir(parents=True, exist_ok=True)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
     for name, table in evaluation.tables.items():
-        files.extend(table.save_all(out / name))
+        files.extend(table.save_all(folder / name))
     for label, sequence in (
         ("achievement", evaluation.achievement),
         ("instruction", evaluation.instruction),
     ):
-        ax = moderation_plot(sequence.models["Moderation"], sequence.treatment, "leadership")
-        files.append(save_figure(ax.figure, out / f"moderation_{label}.png"))
-    ax = caterpillar_plot(evaluation.achievement.models["Null"], "school_id")
-    files.append(save_figure(ax.figure, out / "school_effects.png"))
+        figure = moderation_plot(sequence.models["Moderation"], sequence.treatment, "leadership")
+        files.append(save_figure(figure, folder / f"moderation_{label}.png"))
+    figure = caterpillar_plot(evaluation.achievement.models["Null"], "school_id")
+    files.append(save_figure(figure, folder / "school_effects.png"))
     return files

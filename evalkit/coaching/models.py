@@ -9,14 +9,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from evalkit._errors import EvalkitInputError
-from evalkit._validate import describe_rows, require_columns
-from evalkit.multilevel import LMMResults, effect_size, lmm
-from evalkit.multilevel.model import DfMethod
-from evalkit.multilevel.summaries import Standardizer
-from evalkit.results import Dropped
-from evalkit.tables import Table, regression_table
-from evalkit.tables._format import fmt_number
+from evalkit.core import Dropped, EvalkitInputError, describe_rows, require_columns
+from evalkit.multilevel import DfMethod, LMMResults, Standardizer, effect_size, lmm
+from evalkit.tables import Table, fmt_number, regression_table
 
 CONDITIONS = ("leadership", "collaboration", "readiness")
 
@@ -42,19 +37,14 @@ class ModelSequence:
         """Side-by-side table: fixed effects (SE), variance components, ICCs,
         proportional reduction in variance, standardised effect and fit statistics."""
         null = self.models["Null"]
-        statistics = {"nobs": "N"}
-        for level in null.levels:
-            statistics[f"var_{level.name}_intercept"] = f"Var({level.name})"
-        statistics["sigma2"] = "Var(residual)"
-        for level in null.levels:
-            statistics[f"icc_{level.name}"] = f"ICC({level.name})"
+        statistics = {}
         for level in null.levels:
             statistics[f"prv_{level.name}"] = f"PRV({level.name})"
         statistics["prv_residual"] = "PRV(residual)"
         statistics.update({"reml_criterion": "REML criterion", "AIC": "AIC", "BIC": "BIC"})
         notes = [
-            f"Outcome: {self.outcome}. Linear mixed models fitted by REML; SEs in parentheses with "
-            f"{null.df_method} degrees of freedom for the tests.",
+            f"Outcome: {self.outcome}. Linear mixed models fitted by REML; tests use "
+            f"{null.df_method} degrees of freedom.",
             "PRV: proportional reduction in each variance component relative to the null model.",
             f"Effect size: the {self.treatment} coefficient divided by the {self.metric} SD of the null model "
             "(Hedges 2007); its SE includes the uncertainty of that SD.",
@@ -114,7 +104,7 @@ def _effects(
             "std_error": float(model.std_errors[treatment]),
             "p_value": float(model.pvalues[treatment]),
             "effect_size": es.estimate,
-            "es_se": es.se,
+            "effect_size_std_error": es.std_error,
             "ci_low": es.ci_low,
             "ci_high": es.ci_high,
             "sd": es.sd,
@@ -233,7 +223,7 @@ def instruction_models(
     df_method: DfMethod = "satterthwaite",
 ) -> ModelSequence:
     """Repeated observation scores in teachers in schools; the effect is standardised
-    on the teacher-level distribution of the null model (DOMAIN.md §1).
+    on the teacher-level distribution of the null model (Hedges 2007; WWC Procedures and Standards Handbook 5.0, Appendix E).
 
     Scores outside the rubric's range and observations of teachers absent from the
     teacher table are errors that name the rows or IDs.

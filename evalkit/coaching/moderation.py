@@ -11,8 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from evalkit._errors import EvalkitInputError
-from evalkit.results import ModelResults
+from evalkit.core import EvalkitInputError, ModelResults, figure_and_axes
 
 
 def _pieces(
@@ -116,15 +115,13 @@ def moderation_plot(
     ax: Any = None,
 ) -> Any:
     """The simple slope of ``treatment`` across the moderator with its CI band, the
-    −1/0/+1 SD points, and the Johnson–Neyman bounds. Returns the axes."""
-    import matplotlib.pyplot as plt
-
+    −1/0/+1 SD points, and the Johnson–Neyman bounds. Returns the Figure (drawn on
+    ``ax`` when given)."""
     grid = np.linspace(*span, 101)
     curve = simple_slopes(result, treatment, moderator, grid)
     points = simple_slopes(result, treatment, moderator)
     region = johnson_neyman(result, treatment, moderator)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 4))
+    figure, ax = figure_and_axes(ax)
     ax.plot(curve[moderator], curve["slope"], color="0.15")
     ax.fill_between(
         curve[moderator], curve["ci_low"], curve["ci_high"], color="0.6", alpha=0.3, linewidth=0
@@ -142,4 +139,4 @@ def moderation_plot(
     ax.set_ylabel(f"effect of {treatment}")
     ax.set_title(region.description, fontsize=8)
     ax.legend(frameon=False, fontsize=8)
-    return ax
+    return figure

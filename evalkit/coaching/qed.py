@@ -13,10 +13,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from evalkit._errors import EvalkitInputError, EvalkitWarning
-from evalkit._validate import require_columns
 from evalkit.adapters import from_linearmodels
-from evalkit.results import ModelResults
+from evalkit.core import (
+    EvalkitInputError,
+    EvalkitWarning,
+    ModelResults,
+    figure_and_axes,
+    require_columns,
+)
 
 WEAK_F = 10.0
 """First-stage F below which an instrument is flagged weak (Staiger & Stock 1997)."""
@@ -80,11 +84,9 @@ class EventStudy:
     n_clusters: int
 
     def plot(self, ax: Any = None) -> Any:
-        """Event-study figure: estimates with 95% CIs by relative period."""
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            _, ax = plt.subplots(figsize=(6, 4))
+        """Event-study figure: estimates with 95% CIs by relative period. Returns the
+        Figure (drawn on ``ax`` when given)."""
+        figure, ax = figure_and_axes(ax)
         est = self.estimates
         ax.errorbar(
             est.index,
@@ -102,7 +104,7 @@ class EventStudy:
             f"pre-trend test: F = {self.pretrend_statistic:.2f}, p = {self.pretrend_p:.3f}",
             fontsize=8,
         )
-        return ax
+        return figure
 
 
 def event_study(
@@ -232,7 +234,10 @@ def treatment_on_treated(
     frame = data[[outcome, received, assigned, cluster, *covariates]].dropna()
     dropped = len(data) - len(frame)
     exog = pd.concat(
-        [pd.Series(1.0, index=frame.index, name="const"), frame[list(covariates)].astype(float)],
+        [
+            pd.Series(1.0, index=frame.index, name="Intercept"),
+            frame[list(covariates)].astype(float),
+        ],
         axis=1,
     )
     fit = IV2SLS(

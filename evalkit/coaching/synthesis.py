@@ -16,8 +16,7 @@ import pandas as pd
 
 from evalkit import effectsize as es
 from evalkit import meta
-from evalkit._errors import EvalkitInputError
-from evalkit._validate import require_columns
+from evalkit.core import EvalkitInputError, require_columns
 
 TEMPLATE_COLUMNS = {
     "study": "study label (effect sizes of one study share it)",
@@ -146,7 +145,7 @@ def synthesize(
         complete = frame.dropna(subset=needed)
         dropped = len(frame) - len(complete)
         moderated = meta.multilevel(
-            complete, formula=f"yi ~ {moderators}", variance="vi", levels=levels, rho=rho
+            complete, effect="yi", variance="vi", moderators=moderators, levels=levels, rho=rho
         )
         moderated_robust = meta.robust(moderated, complete[study])
     egger = meta.egger_test(che, cluster=frame[study])

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from evalkit._errors import EvalkitInputError
+from evalkit.core import EvalkitInputError
 
 
 def default_dynamic_effect(event_time: np.ndarray) -> np.ndarray:

@@ -18,9 +18,7 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 
-from evalkit._errors import EvalkitInputError
-from evalkit._typing import Assignment
-from evalkit._validate import check_option
+from evalkit.core import Assignment, EvalkitInputError, check_option
 
 CONDITIONS = ("leadership", "collaboration", "readiness")
 """The school conditions, standardised across schools (mean 0, SD 1)."""

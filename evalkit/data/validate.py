@@ -7,8 +7,7 @@ from typing import Literal
 
 import pandas as pd
 
-from evalkit._errors import EvalkitInputError
-from evalkit._validate import MAX_ROWS_SHOWN, require_columns
+from evalkit.core import MAX_ROWS_SHOWN, EvalkitInputError, require_columns
 
 ColumnKind = Literal["numeric", "integer", "binary", "id", "any"]
 
@@ -51,7 +50,7 @@ def check_nesting(data: pd.DataFrame, child: str, parent: str, *, table: str = "
     >>> check_nesting(frame, "teacher_id", "school_id")
     Traceback (most recent call last):
     ...
-    evalkit._errors.EvalkitInputError: data: teacher_id must be nested in school_id, but teacher_id 1 appears under school_id 10, 11 (rows 0, 1).
+    evalkit.EvalkitInputError: data: teacher_id must be nested in school_id, but teacher_id 1 appears under school_id 10, 11 (rows 0, 1).
     """
     require_columns(data, [child, parent], what=table)
     parents = data.groupby(child, observed=True)[parent].nunique(dropna=False)

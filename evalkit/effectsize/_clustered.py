@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit._typing import ArrayLike, FloatArray, SmallSampleCorrection
-from evalkit._validate import broadcast_inputs, require
+from evalkit.core import ArrayLike, FloatArray, SmallSampleCorrection, broadcast_inputs, require
 from evalkit.effectsize._corrections import small_sample_factor
 from evalkit.effectsize._record import EffectSize, make_record
 

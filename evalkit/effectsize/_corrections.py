@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import gammaln
 
-from evalkit._typing import FloatArray, SmallSampleCorrection
-from evalkit._validate import check_option
+from evalkit.core import FloatArray, SmallSampleCorrection, check_option
 
 
 def small_sample_factor(df: FloatArray, *, correction: SmallSampleCorrection = "wwc") -> FloatArray:

@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from evalkit._errors import EvalkitInputError
-from evalkit._typing import FloatArray
+from evalkit.core import EvalkitInputError, FloatArray
 
 
 @dataclass(frozen=True)
@@ -24,7 +23,7 @@ class EffectSize:
 
     Attributes
     ----------
-    estimate, variance, se, ci_low, ci_high, p_value
+    estimate, variance, std_error, ci_low, ci_high, p_value
         The effect size, its sampling variance and SE, the interval bounds and the
         two-sided p-value of the z test of zero.
     level
@@ -38,7 +37,7 @@ class EffectSize:
 
     estimate: Any
     variance: Any
-    se: Any
+    std_error: Any
     ci_low: Any
     ci_high: Any
     p_value: Any
@@ -48,7 +47,7 @@ class EffectSize:
 
     def to_frame(self) -> pd.DataFrame:
         """Return one row per effect size with the columns of the record."""
-        columns = ["estimate", "variance", "se", "ci_low", "ci_high", "p_value"]
+        columns = ["estimate", "variance", "std_error", "ci_low", "ci_high", "p_value"]
         frame = pd.DataFrame(
             {name: np.atleast_1d(getattr(self, name)) for name in columns},
             index=self.index,
@@ -81,7 +80,7 @@ def make_record(
     values = {
         "estimate": estimate,
         "variance": variance,
-        "se": se,
+        "std_error": se,
         "ci_low": estimate - z * se,
         "ci_high": estimate + z * se,
         "p_value": p_value,

@@ -11,9 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from evalkit._errors import EvalkitInputError
-from evalkit._typing import ArrayLike, FloatArray, SmallSampleCorrection
-from evalkit._validate import broadcast_inputs, require
+from evalkit.core import (
+    ArrayLike,
+    EvalkitInputError,
+    FloatArray,
+    SmallSampleCorrection,
+    broadcast_inputs,
+    require,
+)
 from evalkit.effectsize._clustered import adjust_for_clustering, check_cluster_inputs
 from evalkit.effectsize._corrections import small_sample_factor
 from evalkit.effectsize._record import EffectSize, make_record

@@ -10,9 +10,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from evalkit._errors import EvalkitInputError, EvalkitWarning
-from evalkit._typing import ArrayLike, AttritionBoundary
-from evalkit._validate import broadcast_inputs, check_option, require
+from evalkit.core import (
+    ArrayLike,
+    AttritionBoundary,
+    EvalkitInputError,
+    EvalkitWarning,
+    broadcast_inputs,
+    check_option,
+    require,
+)
 from evalkit.effectsize._record import EffectSize, make_record
 
 # WWC Standards Handbook v4.0 (2017), Table II.1 / v4.1 Table II.1: the largest
@@ -58,18 +64,18 @@ def improvement_index(g: ArrayLike) -> Any:
     return float(value[0]) if scalar else value
 
 
-def pool_fixed(effect: ArrayLike, se: ArrayLike, *, level: float = 0.95) -> EffectSize:
+def pool_fixed(effect: ArrayLike, std_error: ArrayLike, *, level: float = 0.95) -> EffectSize:
     """WWC pooling of several findings: fixed-effect, inverse-variance (``w = 1/SE²``).
 
     Examples
     --------
     >>> pooled = pool_fixed([0.20, 0.10, 0.35], [0.10, 0.08, 0.15])
-    >>> round(pooled.estimate, 4), round(pooled.se, 4)
+    >>> round(pooled.estimate, 4), round(pooled.std_error, 4)
     (0.1702, 0.0577)
     """
-    arrays, labels, _ = broadcast_inputs(effect=effect, se=se)
-    require(arrays["se"] > 0.0, "se", labels, "positive")
-    weights = 1.0 / arrays["se"] ** 2
+    arrays, labels, _ = broadcast_inputs(effect=effect, std_error=std_error)
+    require(arrays["std_error"] > 0.0, "std_error", labels, "positive")
+    weights = 1.0 / arrays["std_error"] ** 2
     estimate = np.sum(weights * arrays["effect"]) / np.sum(weights)
     variance = 1.0 / np.sum(weights)
     return make_record(

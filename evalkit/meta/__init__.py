@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from evalkit.core import RobustResults, WaldTest, wald_test
 from evalkit.meta._algebra import ModelMethod, Tau2Method
 from evalkit.meta._bias import (
     EggerTest,
@@ -18,18 +19,17 @@ from evalkit.meta._bias import (
     trim_and_fill,
 )
 from evalkit.meta._bootstrap import BootstrapTest, wild_bootstrap_test
-from evalkit.meta._input import prepare, resolve_effect
+from evalkit.meta._input import model_label, prepare
 from evalkit.meta._multilevel import LikelihoodMethod, fit_multilevel, profile_intervals
 from evalkit.meta._report import (
     forest_plot,
     funnel_plot,
     rho_sensitivity,
     rho_sensitivity_plot,
-    summary_table,
 )
 from evalkit.meta._results import MetaResults
 from evalkit.meta._robumeta import robumeta
-from evalkit.meta._robust import RobustResults, WaldTest, robust, wald_test
+from evalkit.meta._robust import robust
 from evalkit.meta._univariate import TestMethod, fit
 
 __all__ = [
@@ -56,7 +56,6 @@ __all__ = [
     "rho_sensitivity_plot",
     "robumeta",
     "robust",
-    "summary_table",
     "trim_and_fill",
     "wald_test",
     "wild_bootstrap_test",
@@ -98,7 +97,7 @@ def random_effects(
     >>> import evalkit
     >>> expectancy = evalkit.datasets.load("raudenbush1985")
     >>> fit = random_effects(expectancy, effect="yi", variance="vi", test="knha")
-    >>> round(float(fit.params["intercept"]), 4), round(fit.tau2, 4)
+    >>> round(float(fit.params["Intercept"]), 4), round(fit.tau2, 4)
     (0.0837, 0.0188)
     """
     return fit(
@@ -131,32 +130,42 @@ def fixed_effect(
 
 
 def meta_regression(
-    formula: str,
     data: pd.DataFrame,
     *,
+    effect: str,
     variance: str,
+    moderators: str,
     method: ModelMethod = "REML",
     test: TestMethod = "z",
     level: float = 0.95,
 ) -> MetaResults:
-    """Mixed-effects meta-regression: ``"yi ~ moderator_a + C(design)"``.
+    """Mixed-effects meta-regression of ``effect`` on ``moderators``.
 
-    The left side names the effect-size column; the right side is a formulaic
-    formula of moderators (categorical through ``C()``). Reports QM (an F test under
+    ``moderators`` is a formulaic right-hand side, as everywhere in evalkit:
+    ``"dosage + C(format)"`` (categorical through ``C()``). Reports QM (an F test under
     Knapp–Hartung), residual heterogeneity QE and R² (% of τ² accounted for).
+
+    Examples
+    --------
+    >>> import evalkit
+    >>> expectancy = evalkit.datasets.load("raudenbush1985")
+    >>> fit = meta_regression(expectancy, effect="yi", variance="vi", moderators="weeks")
+    >>> list(fit.params.index)
+    ['Intercept', 'weeks']
     """
-    effect = resolve_effect(None, formula)
-    data_ = prepare(data, effect=effect, variance=variance, formula=formula)
-    return fit(data_, method=method, test=test, level=level, formula=formula)
+    prepared = prepare(data, effect=effect, variance=variance, moderators=moderators)
+    return fit(
+        prepared, method=method, test=test, level=level, formula=model_label(effect, moderators)
+    )
 
 
 def multilevel(
     data: pd.DataFrame,
     *,
+    effect: str,
     variance: str,
     levels: list[str],
-    effect: str | None = None,
-    formula: str | None = None,
+    moderators: str | None = None,
     rho: float | None = None,
     method: LikelihoodMethod = "REML",
     level: float = 0.95,
@@ -167,14 +176,15 @@ def multilevel(
     ----------
     data
         One row per effect size.
-    variance
-        Column of sampling variances.
+    effect, variance
+        Columns of effect sizes and of their sampling variances.
     levels
         Grouping columns, outermost first: ``["district", "school"]`` for schools in
         districts, ``["study", "es_id"]`` for effect sizes in studies. Inner IDs are
         read within the outer level (as metafor's ``~ 1 | district/school``).
-    effect, formula
-        The effect column, or a formula ``"yi ~ moderators"`` in its place.
+    moderators
+        A formulaic right-hand side, ``"dosage + C(format)"``; omit for the
+        intercept-only model.
     rho
         Within-cluster correlation of sampling errors, imputed between every pair of
         effect sizes of a top-level cluster (the correlated-and-hierarchical-effects
@@ -189,12 +199,16 @@ def multilevel(
     >>> import evalkit
     >>> calendars = evalkit.datasets.load("konstantopoulos2011")
     >>> fit = multilevel(calendars, effect="yi", variance="vi", levels=["district", "school"])
-    >>> round(float(fit.params["intercept"]), 4)
+    >>> round(float(fit.params["Intercept"]), 4)
     0.1847
     """
-    meta_data = prepare(
-        data, effect=resolve_effect(effect, formula), variance=variance, formula=formula
-    )
+    meta_data = prepare(data, effect=effect, variance=variance, moderators=moderators)
     return fit_multilevel(
-        meta_data, data, levels=levels, rho=rho, method=method, level=level, formula=formula
+        meta_data,
+        data,
+        levels=levels,
+        rho=rho,
+        method=method,
+        level=level,
+        formula=model_label(effect, moderators),
     )

@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 from scipy import linalg, optimize
 
-from evalkit._typing import FloatArray
+from evalkit.core import FloatArray
 
 Tau2Method = Literal["DL", "REML", "ML", "PM", "EB", "HS", "SJ", "HE"]
 ModelMethod = Literal["FE", "DL", "REML", "ML", "PM", "EB", "HS", "SJ", "HE"]

@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from evalkit._errors import EvalkitInputError
-from evalkit._validate import check_correlation, check_option
+from evalkit.core import INTERCEPT, EvalkitInputError, check_correlation, check_option
 from evalkit.meta._input import MetaData
 from evalkit.meta._results import MetaResults
 
@@ -33,7 +32,7 @@ def _refit(
     from evalkit.meta._univariate import fit
 
     terms = [f"x{j}" for j in range(x.shape[1])]
-    terms[0] = "intercept"
+    terms[0] = INTERCEPT
     data = MetaData(y, v, x, terms, pd.RangeIndex(y.size), None, True)
     if result.structure is not None:
         return refit_multilevel(result, data, keep)
@@ -237,7 +236,7 @@ def leave_one_out(result: MetaResults, *, cluster: Any = None) -> pd.DataFrame:
             {
                 "left_out": label,
                 "estimate": tidy["estimate"],
-                "se": tidy["std_error"],
+                "std_error": tidy["std_error"],
                 "p_value": tidy["p_value"],
                 "ci_low": tidy["ci_low"],
                 "ci_high": tidy["ci_high"],
@@ -305,6 +304,9 @@ def _cluster_influence(result: MetaResults) -> pd.DataFrame:
             "cook_d": float(diff @ np.linalg.solve(cov, diff)),
             "cov_r": float(np.linalg.det(fitted.cov.to_numpy()) / np.linalg.det(cov)),
         }
-        row.update({f"{name}_del": value for name, value in fitted.variance_components.items()})
+        assert fitted.variance_components is not None
+        row.update(
+            {f"{key}_del": value for key, value in fitted.variance_components.facts().items()}
+        )
         rows.append(row)
     return pd.DataFrame(rows).set_index("cluster")

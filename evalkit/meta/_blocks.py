@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evalkit._typing import FloatArray
+from evalkit.core import FloatArray
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evalkit._errors import EvalkitInputError
-from evalkit.meta._robust import RobustResults, wald_test
+from evalkit.core import EvalkitInputError, RobustResults, wald_test
 
 CHUNK = 256
 

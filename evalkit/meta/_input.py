@@ -9,8 +9,14 @@ import numpy as np
 import pandas as pd
 from formulaic import Formula, ModelSpec
 
-from evalkit._errors import EvalkitInputError
-from evalkit._validate import as_float_array, collinear_terms, describe_rows, require_columns
+from evalkit.core import (
+    INTERCEPT,
+    EvalkitInputError,
+    as_float_array,
+    collinear_terms,
+    describe_rows,
+    require_columns,
+)
 
 
 @dataclass(frozen=True)
@@ -45,16 +51,16 @@ def prepare(
     *,
     effect: str,
     variance: str,
-    formula: str | None = None,
+    moderators: str | None = None,
 ) -> MetaData:
-    """Check the columns and build the moderator matrix (intercept only without ``formula``)."""
+    """Check the columns and build the moderator matrix (intercept only without
+    ``moderators``, a formulaic right-hand side such as ``"dosage + C(format)"``)."""
     if not isinstance(data, pd.DataFrame):
         raise EvalkitInputError(f"data must be a pandas DataFrame, got {type(data).__name__}.")
     y, v = _effects_and_variances(data, effect, variance)
-    if formula is None:
-        return MetaData(y, v, np.ones((y.size, 1)), ["intercept"], data.index, None, True)
-    rhs = formula.split("~", 1)[1] if "~" in formula else formula
-    spec_formula = Formula(rhs)
+    if moderators is None:
+        return MetaData(y, v, np.ones((y.size, 1)), [INTERCEPT], data.index, None, True)
+    spec_formula = Formula(moderator_formula(moderators))
     used = sorted(spec_formula.required_variables)
     require_columns(data, [str(u) for u in used])
     for name in used:
@@ -68,14 +74,13 @@ def prepare(
     x = np.asarray(matrix, dtype=np.float64)
     terms = [str(c) for c in matrix.columns]
     _check_design(x, terms)
-    has_intercept = "Intercept" in terms
-    terms = ["intercept" if t == "Intercept" else t for t in terms]
+    has_intercept = INTERCEPT in terms
     return MetaData(y, v, x, terms, data.index, matrix.model_spec, has_intercept)
 
 
 def _check_design(x: np.ndarray, terms: list[str]) -> None:
     for j, term in enumerate(terms):
-        if term != "Intercept" and np.ptp(x[:, j]) == 0:
+        if term != INTERCEPT and np.ptp(x[:, j]) == 0:
             raise EvalkitInputError(f"moderator term {term!r} does not vary across effect sizes.")
     collinear = collinear_terms(x, terms)
     if collinear:
@@ -96,13 +101,21 @@ def new_design(spec: ModelSpec | None, newdata: Any) -> np.ndarray:
     return np.asarray(spec.get_model_matrix(frame), dtype=np.float64)
 
 
-def resolve_effect(effect: str | None, formula: str | None) -> str:
-    """The effect column, given either directly or as the left side of ``formula``."""
-    if (effect is None) == (formula is None):
-        raise EvalkitInputError("give effect= or formula=, not both.")
-    if formula is None:
-        assert effect is not None
-        return effect
-    if "~" not in formula:
-        raise EvalkitInputError("formula needs an effect column on the left: 'yi ~ moderator'.")
-    return formula.split("~", 1)[0].strip()
+def moderator_formula(moderators: str) -> str:
+    """The right-hand side of a moderator formula, refusing a two-sided one (the effect
+    column is named by ``effect=``)."""
+    if not isinstance(moderators, str) or not moderators.strip():
+        raise EvalkitInputError(
+            f"moderators must be a formula's right-hand side such as 'dosage + C(format)', got {moderators!r}."
+        )
+    if "~" in moderators:
+        raise EvalkitInputError(
+            f"moderators={moderators!r} has a '~': give only the right-hand side "
+            "(the effect column is named by effect=)."
+        )
+    return moderators
+
+
+def model_label(effect: str, moderators: str | None) -> str:
+    """A formula naming the model, for summaries: ``"yi ~ dosage"`` or ``"yi ~ 1"``."""
+    return f"{effect} ~ {moderators if moderators is not None else '1'}"

@@ -15,8 +15,15 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from evalkit._errors import EvalkitInputError
-from evalkit._validate import check_correlation, check_option, describe_rows, require_columns
+from evalkit.core import (
+    EvalkitInputError,
+    VarianceComponents,
+    check_correlation,
+    check_option,
+    describe_rows,
+    require_columns,
+    variance_key,
+)
 from evalkit.meta._algebra import wls
 from evalkit.meta._blocks import Blocks
 from evalkit.meta._input import MetaData
@@ -75,9 +82,7 @@ def refit_multilevel(result: MetaResults, data: MetaData, keep: np.ndarray | Non
         y=data.y,
         v=data.v,
         x=data.x,
-        variance_components=dict(
-            zip(result.variance_components, convergence.theta.tolist(), strict=True)
-        ),
+        variance_components=_components(blocks_levels(result), convergence.theta),
         structure=(blocks, convergence.theta),
     )
 
@@ -108,43 +113,8 @@ def fit_multilevel(
     params = pd.Series(final.beta, index=terms)
     cov = final.cov
     qe, _ = blocks.sampling_quadratic()
-    components = {f"sigma2_{name}": float(t) for name, t in zip(levels, theta, strict=True)}
-    # I² by level (Cheung 2014): share of total variance, with metafor's typical
-    # sampling variance (k − p) / tr(P) from inverse sampling-variance weights.
-    typical = (k - p) / wls(np.zeros_like(v), v, x, 0.0).trace_p
-    total = float(theta.sum()) + typical
-    facts: dict[str, object] = {
-        "method": method,
-        "k": k,
-        "n_clusters": len(blocks.clusters),
-        "rho": rho,
-    }
-    facts.update(components)
-    for name, t in zip(levels, theta, strict=True):
-        facts[f"I2_{name}"] = 100.0 * float(t) / total
-    n_params = p + len(levels)
-    n_bic = k - p if reml else k
-    facts.update(
-        logLik=final.loglik,
-        AIC=-2 * final.loglik + 2 * n_params,
-        BIC=-2 * final.loglik + n_params * np.log(n_bic),
-        Q=qe,
-        Q_df=k - p,
-        Q_p=float(stats.chi2.sf(qe, k - p)),
-        iterations=convergence.iterations,
-        gradient_norm=convergence.gradient_norm,
-        converged=convergence.converged,
-    )
-    warnings = [
-        f"variance component {name} estimated at its boundary (0)"
-        for name, t in zip(levels, theta, strict=True)
-        if t < BOUNDARY * max(1.0, float(np.var(y)))
-    ]
-    if not convergence.converged:
-        warnings.append(
-            f"the optimiser did not converge in {convergence.iterations} iterations "
-            f"(gradient norm {convergence.gradient_norm:.2g})"
-        )
+    facts = _facts(meta_data, blocks, convergence, final.loglik, qe, levels, method, rho)
+    warnings = _warnings(convergence, levels, float(np.var(y)))
     from evalkit.meta._univariate import _omnibus
 
     qm, qm_df, qm_p = _omnibus(final.beta, cov, meta_data.has_intercept, "z", k - p)
@@ -177,9 +147,78 @@ def fit_multilevel(
         y=y,
         v=v,
         x=x,
-        variance_components=components,
+        variance_components=_components(list(levels), theta),
         structure=(blocks, theta),
     )
+
+
+def _facts(
+    meta_data: MetaData,
+    blocks: Blocks,
+    convergence: Convergence,
+    loglik: float,
+    qe: float,
+    levels: Sequence[str],
+    method: str,
+    rho: float | None,
+) -> dict[str, object]:
+    """What ``glance()`` reports: I² by level (Cheung 2014: each component's share of
+    the total, with metafor's typical sampling variance (k − p)/tr(P) from inverse
+    sampling-variance weights), fit statistics, QE and convergence."""
+    v, x = meta_data.v, meta_data.x
+    k, p = x.shape
+    theta = convergence.theta
+    typical = (k - p) / wls(np.zeros_like(v), v, x, 0.0).trace_p
+    total = float(theta.sum()) + typical
+    facts: dict[str, object] = {
+        "method": method,
+        "k": k,
+        "n_clusters": len(blocks.clusters),
+        "rho": rho,
+    }
+    for name, t in zip(levels, theta, strict=True):
+        facts[f"I2_{name}"] = 100.0 * float(t) / total
+    n_params = p + len(levels)
+    n_bic = k - p if method == "REML" else k
+    facts.update(
+        logLik=loglik,
+        AIC=-2 * loglik + 2 * n_params,
+        BIC=-2 * loglik + n_params * np.log(n_bic),
+        Q=qe,
+        Q_df=k - p,
+        Q_p=float(stats.chi2.sf(qe, k - p)),
+        iterations=convergence.iterations,
+        gradient_norm=convergence.gradient_norm,
+        converged=convergence.converged,
+    )
+    return facts
+
+
+def _warnings(convergence: Convergence, levels: Sequence[str], variance_y: float) -> list[str]:
+    """Components at their boundary and an optimiser that did not converge."""
+    warnings = [
+        f"variance component {name} estimated at its boundary (0)"
+        for name, t in zip(levels, convergence.theta, strict=True)
+        if t < BOUNDARY * max(1.0, variance_y)
+    ]
+    if not convergence.converged:
+        warnings.append(
+            f"the optimiser did not converge in {convergence.iterations} iterations "
+            f"(gradient norm {convergence.gradient_norm:.2g})"
+        )
+    return warnings
+
+
+def _components(levels: Sequence[str], theta: np.ndarray) -> VarianceComponents:
+    return VarianceComponents.from_variances(
+        {name: float(t) for name, t in zip(levels, theta, strict=True)}
+    )
+
+
+def blocks_levels(result: MetaResults) -> list[str]:
+    """The grouping levels of a multilevel fit, outermost first."""
+    assert result.variance_components is not None
+    return list(result.variance_components.levels)
 
 
 @dataclass(frozen=True)
@@ -264,7 +303,7 @@ def profile_intervals(result: MetaResults, *, level: float = 0.95) -> pd.DataFra
     best = blocks.evaluate(theta_hat, reml=reml).loglik
     crit = stats.chi2.ppf(level, 1) / 2.0
     rows = []
-    for index, name in enumerate(result.variance_components):
+    for index, name in enumerate(blocks_levels(result)):
         held = np.zeros(theta_hat.size, dtype=bool)
         held[index] = True
 
@@ -284,5 +323,7 @@ def profile_intervals(result: MetaResults, *, level: float = 0.95) -> pd.DataFra
         while drop(upper) < 0:
             upper *= 2.0
         high = optimize.brentq(drop, estimate, upper, xtol=1e-12 * upper)
-        rows.append({"component": name, "estimate": estimate, "ci_low": low, "ci_high": high})
+        rows.append(
+            {"parameter": variance_key(name), "estimate": estimate, "ci_low": low, "ci_high": high}
+        )
     return pd.DataFrame(rows)

@@ -1,25 +1,19 @@
-"""Reporting for meta-analyses: ρ-sensitivity of CHE models, forest and funnel plots,
-and a summary table following the MARS items (effect metric, model, dependence,
-heterogeneity with intervals, prediction interval, moderator tests)."""
+"""Reporting for meta-analyses: ρ-sensitivity of CHE models, forest and funnel plots
+(Figures drawn without pyplot). The MARS-style summary table is
+:func:`evalkit.tables.meta_summary_table`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
-from evalkit._errors import EvalkitInputError
+from evalkit.core import INTERCEPT, EvalkitInputError, figure_and_axes
 from evalkit.meta._results import MetaResults
-from evalkit.meta._robust import RobustResults
-from evalkit.tables import Table, fmt_df, fmt_number, fmt_p
 
 DEFAULT_RHOS = tuple(round(0.1 * i, 1) for i in range(10))
 
@@ -29,10 +23,10 @@ def rho_sensitivity(
     *,
     variance: str,
     levels: list[str],
-    effect: str | None = None,
-    formula: str | None = None,
+    effect: str,
+    moderators: str | None = None,
     rhos: Sequence[float] = DEFAULT_RHOS,
-    term: str = "intercept",
+    term: str = INTERCEPT,
 ) -> pd.DataFrame:
     """Refit a CHE model over imputed correlations ρ and report how the results move.
 
@@ -46,25 +40,32 @@ def rho_sensitivity(
     rows = []
     for rho in rhos:
         fit = multilevel(
-            data, variance=variance, levels=levels, effect=effect, formula=formula, rho=float(rho)
+            data,
+            effect=effect,
+            variance=variance,
+            levels=levels,
+            moderators=moderators,
+            rho=float(rho),
         )
         robust_fit = robust(fit, data[levels[0]].to_numpy())
         if term not in robust_fit.params.index:
             raise EvalkitInputError(f"term {term!r} is not in the model.")
         tidy = robust_fit.tidy().set_index("term").loc[term]
-        spread = np.sqrt(tidy["std_error"] ** 2 + sum(fit.variance_components.values()))
+        assert fit.variance_components is not None
+        variances = fit.variance_components.intercept_variances()
+        spread = np.sqrt(tidy["std_error"] ** 2 + sum(variances.values()))
         crit = stats.t.ppf(0.975, tidy["df"])
         row: dict[str, Any] = {
             "rho": rho,
             "estimate": tidy["estimate"],
-            "se": tidy["std_error"],
+            "std_error": tidy["std_error"],
             "df": tidy["df"],
             "ci_low": tidy["ci_low"],
             "ci_high": tidy["ci_high"],
             "p_value": tidy["p_value"],
         }
-        for name, value in fit.variance_components.items():
-            row[name.replace("sigma2_", "sd_")] = float(np.sqrt(value))
+        for name, value in variances.items():
+            row[f"sd_{name}"] = float(np.sqrt(value))
         row.update(
             pi_low=tidy["estimate"] - crit * spread, pi_high=tidy["estimate"] + crit * spread
         )
@@ -76,7 +77,7 @@ def rho_sensitivity_plot(
     frame: pd.DataFrame, *, title: str = "Sensitivity to the imputed correlation ρ"
 ) -> Figure:
     """Estimate with CR2 confidence band and prediction interval across ρ."""
-    figure, axes = plt.subplots(figsize=(6.5, 3.8))
+    figure, axes = figure_and_axes(figsize=(6.5, 3.8))
     axes.fill_between(
         frame["rho"],
         frame["pi_low"],
@@ -135,7 +136,7 @@ def forest_plot(
             rows.append(("subgroup", members))
     rows.append(("pooled", None))
     height = 1.2 + 0.28 * len(rows)
-    figure, axes = plt.subplots(figsize=(7.5, height))
+    figure, axes = figure_and_axes(figsize=(7.5, height))
     ticks, tick_labels = [], []
     for position, (kind, item) in enumerate(reversed(rows)):
         if kind == "effect":
@@ -159,7 +160,9 @@ def forest_plot(
             tick_labels.append("  subgroup estimate")
         else:
             pred = result.predict().iloc[0]
-            _diamond(axes, position, pred["pred"], pred["ci_low"], pred["ci_high"], color="black")
+            _diamond(
+                axes, position, pred["estimate"], pred["ci_low"], pred["ci_high"], color="black"
+            )
             if np.isfinite(pred["pi_low"]):
                 axes.hlines(
                     position - 0.35, pred["pi_low"], pred["pi_high"], color="tab:red", linewidth=2
@@ -202,7 +205,7 @@ def funnel_plot(result: MetaResults, *, contour: bool = False, title: str = "") 
     centre = float(result.params.iloc[0]) if result.x.shape[1] == 1 else 0.0
     top = se.max() * 1.05
     grid = np.linspace(0.0, top, 100)
-    figure, axes = plt.subplots(figsize=(5.5, 4.5))
+    figure, axes = figure_and_axes(figsize=(5.5, 4.5))
     if contour:
         for p_level, shade in ((0.10, "0.92"), (0.05, "0.82"), (0.01, "0.70")):
             crit = stats.norm.ppf(1 - p_level / 2)
@@ -226,85 +229,3 @@ def funnel_plot(result: MetaResults, *, contour: bool = False, title: str = "") 
         axes.set_title(title, fontsize=10)
     figure.tight_layout()
     return figure
-
-
-def summary_table(
-    result: MetaResults,
-    *,
-    robust_result: RobustResults | None = None,
-    effect_metric: str = "standardised mean difference (Hedges' g)",
-    title: str = "Meta-analysis summary",
-) -> Table:
-    """A MARS-style summary: metric, model, dependence handling, estimates with CIs
-    and exact p, prediction interval, heterogeneity (τ², I² with intervals, Q) and
-    the moderator test."""
-    shown = robust_result or result
-    tidy = shown.tidy(result.level)
-    rows: list[tuple[str, str]] = [
-        ("Effect-size metric", effect_metric),
-        ("Model", result.model),
-        ("Effect sizes (k)", str(result.nobs)),
-    ]
-    if result.structure is not None:
-        rows.append(("Clusters", ", ".join(f"{k}: {v}" for k, v in result.n_groups.items())))
-        rho = result.facts.get("rho")
-        rows.append(
-            (
-                "Dependent effects",
-                "CHE working model, ρ = "
-                + (f"{rho}" if rho is not None else "none (independent sampling errors)"),
-            )
-        )
-    if robust_result is not None:
-        rows.append(
-            (
-                "Inference",
-                f"{robust_result.vcov_type} cluster-robust SEs, Satterthwaite df ({robust_result.n_clusters} clusters)",
-            )
-        )
-    else:
-        rows.append(
-            ("Inference", "Knapp–Hartung t" if result.test == "knha" else "z (model-based)")
-        )
-    for _, term in tidy.iterrows():
-        ci = f"[{fmt_number(term['ci_low'])}, {fmt_number(term['ci_high'])}]"
-        df = "" if np.isinf(term["df"]) else f", df = {fmt_df(term['df'])}"
-        rows.append(
-            (
-                f"Estimate: {term['term']}",
-                f"{fmt_number(term['estimate'])} {ci}, p = {fmt_p(term['p_value'])}{df}".replace(
-                    "p = <", "p <"
-                ),
-            )
-        )
-    if result.x.shape[1] == 1 and result.method != "FE":
-        pred = result.predict().iloc[0]
-        rows.append(
-            (
-                "95% prediction interval",
-                f"[{fmt_number(pred['pi_low'])}, {fmt_number(pred['pi_high'])}]",
-            )
-        )
-    if result.variance_components:
-        for name, value in result.variance_components.items():
-            rows.append((name.replace("sigma2_", "σ² "), fmt_number(value, 4)))
-    elif result.method != "FE":
-        rows.append(
-            (
-                "τ² [95% CI]",
-                f"{fmt_number(result.tau2, 4)} [{fmt_number(result.tau2_ci[0], 4)}, {fmt_number(result.tau2_ci[1], 4)}]",
-            )
-        )
-        rows.append(
-            (
-                "I² [95% CI]",
-                f"{fmt_number(result.i2, 1)}% [{fmt_number(result.i2_ci[0], 1)}, {fmt_number(result.i2_ci[1], 1)}]",
-            )
-        )
-    rows.append(("Q (df, p)", f"{fmt_number(result.q)} ({result.q_df}, {fmt_p(result.q_p)})"))
-    if np.isfinite(result.qm):
-        rows.append(("Moderator test QM (p)", f"{fmt_number(result.qm)} ({fmt_p(result.qm_p)})"))
-    body = pd.DataFrame({"Value": [value for _, value in rows]}, index=[item for item, _ in rows])
-    notes = ["Intervals are 95%; p-values are exact and two-sided."]
-    notes.extend(f"{w}." for w in shown.warnings)
-    return Table(body=body, title=title, notes=tuple(notes), stub_header="Item")

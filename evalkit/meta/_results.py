@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from evalkit.results import ModelResults
+from evalkit.core import ModelResults
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,10 @@ class MetaResults(ModelResults):
         Omnibus test of the moderators (chi-square, or F under Knapp–Hartung).
     r2
         Percentage of τ² accounted for by the moderators (meta-regression).
+    variance_components
+        τ² of a random-effects model as the shared table (level ``study``), or the
+        variance of every level of a multilevel model; ``None`` for a fixed-effect
+        model. ``glance()`` shows them as ``var_<level>``.
     weights
         Percentage weight of each effect size.
     """
@@ -58,7 +62,6 @@ class MetaResults(ModelResults):
     y: np.ndarray = field(default_factory=lambda: np.empty(0))
     v: np.ndarray = field(default_factory=lambda: np.empty(0))
     x: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
-    variance_components: dict[str, float] = field(default_factory=dict)
     structure: Any = None
 
     def marginal_blocks(self, cluster: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -67,7 +70,7 @@ class MetaResults(ModelResults):
         Raises when a cluster would split a block of correlated effect sizes: robust
         variance estimation needs clusters that contain whole model blocks.
         """
-        from evalkit._errors import EvalkitInputError
+        from evalkit.core import EvalkitInputError
 
         _, codes = np.unique(cluster, return_inverse=True)
         groups = [np.flatnonzero(codes == c) for c in range(codes.max() + 1)]
@@ -122,8 +125,8 @@ class MetaResults(ModelResults):
         spread = np.sqrt(se**2 + self.tau2) if self.method != "FE" else np.full_like(se, np.nan)
         return pd.DataFrame(
             {
-                "pred": pred,
-                "se": se,
+                "estimate": pred,
+                "std_error": se,
                 "ci_low": pred - crit * se,
                 "ci_high": pred + crit * se,
                 "pi_low": pred - crit * spread,

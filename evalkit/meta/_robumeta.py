@@ -14,10 +14,16 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from evalkit._errors import EvalkitInputError
-from evalkit._validate import check_correlation, check_option, describe_rows, require_columns
-from evalkit.meta._input import prepare, resolve_effect
-from evalkit.meta._robust import RobustResults, sandwich
+from evalkit.core import (
+    EvalkitInputError,
+    RobustResults,
+    check_correlation,
+    check_option,
+    describe_rows,
+    require_columns,
+    sandwich,
+)
+from evalkit.meta._input import prepare
 
 WeightModel = Literal["CE", "HE"]
 
@@ -25,10 +31,10 @@ WeightModel = Literal["CE", "HE"]
 def robumeta(
     data: pd.DataFrame,
     *,
+    effect: str,
     variance: str,
     study: str,
-    effect: str | None = None,
-    formula: str | None = None,
+    moderators: str | None = None,
     weights: WeightModel = "CE",
     rho: float = 0.8,
 ) -> RobustResults:
@@ -42,8 +48,11 @@ def robumeta(
         Column of sampling variances.
     study
         Column identifying studies (the clusters).
-    effect, formula
-        The effect column, or ``"yi ~ moderators"``.
+    effect
+        Column of effect sizes.
+    moderators
+        A formulaic right-hand side, ``"dosage + C(format)"``; omit for the
+        intercept-only model.
     weights
         ``"CE"`` (correlated effects: ``w_ij = 1 / (k_j (v̄_j + τ²))``) or ``"HE"``
         (hierarchical effects: ``w_ij = 1 / (v_ij + τ² + ω²)``).
@@ -58,14 +67,13 @@ def robumeta(
     """
     check_option("weights", weights, WeightModel)
     check_correlation("rho", rho)
-    effect_name = resolve_effect(effect, formula)
     require_columns(data, [study])
     missing = data[study].isna().to_numpy()
     if missing.any():
         raise EvalkitInputError(
             f"{study} has missing IDs at {describe_rows(list(data.index), missing)}."
         )
-    prepared = prepare(data, effect=effect_name, variance=variance, formula=formula)
+    prepared = prepare(data, effect=effect, variance=variance, moderators=moderators)
     order = np.argsort(pd.factorize(data[study], sort=True)[0], kind="stable")
     y, v, x = prepared.y[order], prepared.v[order], prepared.x[order]
     labels = data[study].to_numpy()[order]

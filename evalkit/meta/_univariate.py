@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from evalkit._errors import EvalkitInputError
-from evalkit._validate import check_option
+from evalkit.core import EvalkitInputError, VarianceComponents, check_option
 from evalkit.meta._algebra import (
     ModelMethod,
     estimate_tau2,
@@ -20,6 +20,9 @@ from evalkit.meta._algebra import (
 )
 from evalkit.meta._input import MetaData
 from evalkit.meta._results import MetaResults
+
+STUDY_LEVEL = "study"
+"""Level name of τ² in a univariate model's variance components."""
 
 TestMethod = Literal["z", "knha"]
 
@@ -57,36 +60,8 @@ def fit(
     terms = pd.Index(data.terms)
     params = pd.Series(weighted.beta, index=terms)
     qm, qm_df, qm_p = _omnibus(weighted.beta, cov, data.has_intercept, test, q_df)
-    vt = typical_variance(v, x) if q_df > 0 else np.nan
-    if method == "FE":
-        i2 = max(0.0, 100.0 * (fixed.qe - q_df) / fixed.qe) if fixed.qe > 0 else 0.0
-        h2 = fixed.qe / q_df if q_df > 0 else np.nan
-        tau2_ci = i2_ci = h2_ci = (np.nan, np.nan)
-    else:
-        i2 = 100.0 * tau2 / (tau2 + vt)
-        h2 = (tau2 + vt) / vt
-        tau2_ci = q_profile_interval(y, v, x, level) if q_df >= 1 else (np.nan, np.nan)
-        i2_ci = tuple(100.0 * t / (t + vt) for t in tau2_ci)  # type: ignore[assignment]
-        h2_ci = tuple((t + vt) / vt for t in tau2_ci)  # type: ignore[assignment]
-    reml = method == "REML"
-    loglik = log_likelihood(y, v, x, tau2, reml=reml)
-    n_params = p + (0 if method == "FE" else 1)
-    n_bic = k - p if reml else k
-    facts = {
-        "method": method,
-        "test": test,
-        "k": k,
-        "tau2": tau2,
-        "tau": float(np.sqrt(tau2)),
-        "I2": i2,
-        "H2": h2,
-        "Q": fixed.qe,
-        "Q_df": q_df,
-        "Q_p": float(stats.chi2.sf(fixed.qe, q_df)) if q_df > 0 else np.nan,
-        "logLik": loglik,
-        "AIC": -2 * loglik + 2 * n_params,
-        "BIC": -2 * loglik + n_params * np.log(n_bic),
-    }
+    spread = _heterogeneity(data, method, tau2, fixed.qe, level)
+    facts = _facts(data, method, test, tau2, fixed.qe, spread)
     r2 = _r_squared(data, method, tau2) if (formula and data.has_intercept and p > 1) else np.nan
     if not np.isnan(qm):
         facts.update(QM=qm, QM_p=qm_p)
@@ -112,11 +87,11 @@ def fit(
         test=test,
         level=level,
         tau2=tau2,
-        tau2_ci=tau2_ci,
-        i2=i2,
-        i2_ci=i2_ci,
-        h2=h2,
-        h2_ci=h2_ci,
+        tau2_ci=spread.tau2_ci,
+        i2=spread.i2,
+        i2_ci=spread.i2_ci,
+        h2=spread.h2,
+        h2_ci=spread.h2_ci,
         q=fixed.qe,
         q_df=q_df,
         q_p=facts["Q_p"],
@@ -125,9 +100,71 @@ def fit(
         qm_p=qm_p,
         r2=r2,
         weights=pd.Series(100.0 * weighted.weights / weighted.weights.sum(), index=data.labels),
+        variance_components=None
+        if method == "FE"
+        else VarianceComponents.from_variances({STUDY_LEVEL: tau2}),
         y=y,
         v=v,
         x=x,
+    )
+
+
+def _facts(
+    data: MetaData, method: str, test: str, tau2: float, q_fixed: float, spread: Heterogeneity
+) -> dict[str, Any]:
+    """Heterogeneity, Q and the likelihood-based fit statistics for ``glance()``."""
+    k, p = data.x.shape
+    q_df = k - p
+    reml = method == "REML"
+    loglik = log_likelihood(data.y, data.v, data.x, tau2, reml=reml)
+    n_params = p + (0 if method == "FE" else 1)
+    n_bic = k - p if reml else k
+    return {
+        "method": method,
+        "test": test,
+        "k": k,
+        "I2": spread.i2,
+        "H2": spread.h2,
+        "Q": q_fixed,
+        "Q_df": q_df,
+        "Q_p": float(stats.chi2.sf(q_fixed, q_df)) if q_df > 0 else np.nan,
+        "logLik": loglik,
+        "AIC": -2 * loglik + 2 * n_params,
+        "BIC": -2 * loglik + n_params * np.log(n_bic),
+    }
+
+
+@dataclass(frozen=True)
+class Heterogeneity:
+    """I² and H² (Higgins & Thompson 2002) with intervals from the Q-profile τ² interval."""
+
+    i2: float
+    h2: float
+    tau2_ci: tuple[float, float]
+    i2_ci: tuple[float, float]
+    h2_ci: tuple[float, float]
+
+
+def _heterogeneity(
+    data: MetaData, method: str, tau2: float, q_fixed: float, level: float
+) -> Heterogeneity:
+    """I² = τ²/(τ² + ṽ) with metafor's typical sampling variance ṽ; for a fixed-effect
+    model the Q-based I² = (Q − df)/Q and H² = Q/df."""
+    k, p = data.x.shape
+    q_df = k - p
+    none = (np.nan, np.nan)
+    if method == "FE":
+        i2 = max(0.0, 100.0 * (q_fixed - q_df) / q_fixed) if q_fixed > 0 else 0.0
+        return Heterogeneity(i2, q_fixed / q_df if q_df > 0 else np.nan, none, none, none)
+    vt = typical_variance(data.v, data.x) if q_df > 0 else np.nan
+    tau2_ci = q_profile_interval(data.y, data.v, data.x, level) if q_df >= 1 else none
+    low, high = tau2_ci
+    return Heterogeneity(
+        i2=100.0 * tau2 / (tau2 + vt),
+        h2=(tau2 + vt) / vt,
+        tau2_ci=tau2_ci,
+        i2_ci=(100.0 * low / (low + vt), 100.0 * high / (high + vt)),
+        h2_ci=((low + vt) / vt, (high + vt) / vt),
     )
 
 

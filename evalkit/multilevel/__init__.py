@@ -1,22 +1,42 @@
-"""Nested linear mixed models: an exact, fast REML/ML engine with lme4's formula syntax,
+"""Nested linear mixed models: an exact, fast REML/ML engine with lme4's formula syntax
+(specification, optimisation and results as separate steps),
 small-sample inference (Satterthwaite, Kenward–Roger, containment, CR2), likelihood-ratio
 tests, profile CIs, conditional modes and standardised effect sizes."""
 
 from evalkit.multilevel.blups import caterpillar_plot, ranef, reliability
 from evalkit.multilevel.formula import ParsedFormula, RandomTerm, parse_formula
+from evalkit.multilevel.frame import Marginal, ModelFrame, clusters
 from evalkit.multilevel.hypotheses import LikelihoodRatioTest, f_test, lrt
-from evalkit.multilevel.model import LMMResults, lmm
+from evalkit.multilevel.model import DfMethod, EstimationMethod, LMMResults, lmm
 from evalkit.multilevel.profile_ci import profile_intervals
 from evalkit.multilevel.robust import robust
-from evalkit.multilevel.summaries import StandardizedEffect, effect_size, icc, prv, r_squared
+from evalkit.multilevel.spec import Level, MixedModelSpec, specify
+from evalkit.multilevel.stats import SufficientStats
+from evalkit.multilevel.summaries import (
+    StandardizedEffect,
+    Standardizer,
+    effect_size,
+    icc,
+    prv,
+    r_squared,
+)
 
 __all__ = [
+    "DfMethod",
+    "EstimationMethod",
     "LMMResults",
+    "Level",
     "LikelihoodRatioTest",
+    "Marginal",
+    "MixedModelSpec",
+    "ModelFrame",
     "ParsedFormula",
     "RandomTerm",
     "StandardizedEffect",
+    "Standardizer",
+    "SufficientStats",
     "caterpillar_plot",
+    "clusters",
     "effect_size",
     "f_test",
     "icc",
@@ -29,4 +49,5 @@ __all__ = [
     "ranef",
     "reliability",
     "robust",
+    "specify",
 ]

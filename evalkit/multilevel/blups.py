@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from evalkit._errors import EvalkitInputError
+from evalkit.core import INTERCEPT, EvalkitInputError, figure_and_axes
 from evalkit.multilevel.frame import Marginal, clusters
 
 if TYPE_CHECKING:
@@ -45,8 +45,9 @@ def ranef(result: LMMResults) -> dict[str, pd.DataFrame]:
     out = {}
     for k, level in enumerate(result.levels):
         table = pd.DataFrame(rows[k], columns=["code", "component", "mode", "cond_var"])
-        names = ["(Intercept)" if c == "1" else c for c in level.columns]
-        tau = np.diag(result.variance_components[level.name].to_numpy())
+        names = [INTERCEPT if c == "1" else c for c in level.columns]
+        assert result.variance_components is not None
+        tau = np.diag(result.variance_components.matrix(level.name).to_numpy())
         wide = {}
         for j, name in enumerate(names):
             part = table[table["component"] == j].set_index("code").sort_index()
@@ -80,15 +81,14 @@ def reliability(result: LMMResults) -> dict[str, pd.Series]:
 def caterpillar_plot(
     result: LMMResults,
     level: str | None = None,
-    effect: str = "(Intercept)",
+    effect: str = INTERCEPT,
     *,
     ax: Any = None,
     level_ci: float = 0.95,
 ) -> Any:
     """Conditional modes of one random effect, sorted, with intervals
-    ``mode ± z·SD`` (lme4's dotplot of ``ranef(condVar = TRUE)``). Returns the axes."""
-    import matplotlib.pyplot as plt
-
+    ``mode ± z·SD`` (lme4's dotplot of ``ranef(condVar = TRUE)``). Returns the Figure
+    (drawn on ``ax`` when given)."""
     effects = ranef(result)
     name = level or result.levels[-1].name
     if name not in effects:
@@ -98,8 +98,7 @@ def caterpillar_plot(
         raise EvalkitInputError(f"level {name} has no random effect {effect!r}.")
     ordered = frame.sort_values(effect)
     crit = stats.norm.ppf(0.5 + level_ci / 2)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, max(3.0, 0.08 * len(ordered))))
+    figure, ax = figure_and_axes(ax, figsize=(6, max(3.0, 0.08 * len(ordered))))
     positions = np.arange(len(ordered))
     ax.errorbar(
         ordered[effect], positions, xerr=crit * ordered[f"{effect}_sd"], fmt="o", markersize=2,
@@ -109,4 +108,4 @@ def caterpillar_plot(
     ax.set_yticks([])
     ax.set_ylabel(f"{name} (sorted)")
     ax.set_xlabel(f"conditional mode of {effect} ({level_ci:.0%} interval)")
-    return ax
+    return figure

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from evalkit._errors import EvalkitInputError
+from evalkit.core import EvalkitInputError
 
 
 @dataclass(frozen=True)

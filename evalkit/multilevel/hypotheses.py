@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from evalkit._errors import EvalkitInputError
-from evalkit.meta._robust import WaldTest
+from evalkit.core import EvalkitInputError, WaldTest
 from evalkit.multilevel.kenward_roger import KenwardRoger
 from evalkit.multilevel.satterthwaite import VarparInference
 

@@ -20,8 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from evalkit._errors import EvalkitInputError
-from evalkit._validate import check_option
+from evalkit.core import INTERCEPT, EvalkitInputError, check_option
 from evalkit.multilevel.satterthwaite import varpar_functions
 
 ProfileCriterion = Literal["ML", "REML"]
@@ -117,20 +116,19 @@ def _natural(result: LMMResults) -> _Natural:
         start = 0
         for size in level.blocks:
             blocks.append((level_index, start, size))
-            cols = ["(Intercept)" if c == "1" else c for c in level.columns[start : start + size]]
-            names.extend(f"sd_{c}|{level.name}" for c in cols)
+            cols = [INTERCEPT if c == "1" else c for c in level.columns[start : start + size]]
+            names.extend(
+                f"sd_{level.name}" if c == INTERCEPT else f"sd_{level.name}[{c}]" for c in cols
+            )
             kinds.extend(["sd"] * size)
             for col in range(size):
                 for row in range(col + 1, size):
-                    label = (
-                        f"cor_{cols[row]}.{cols[col]}|{level.name}"
-                        if col == 0
-                        else f"cpc_{cols[row]}.{cols[col]}|{level.name}"
-                    )
+                    kind = "cor" if col == 0 else "cpc"
+                    label = f"{kind}_{level.name}[{cols[col]}, {cols[row]}]"
                     names.append(label)
                     kinds.append("z" if col == 0 else "cpc")
             start += size
-    names.append("sigma")
+    names.append("sd_residual")
     kinds.append("sigma")
     return _Natural(blocks, result.layout.entries, result.layout.q, names, kinds)
 
@@ -156,9 +154,10 @@ def profile_intervals(
     Returns
     -------
     pandas.DataFrame
-        ``estimate`` (at the profiled criterion's optimum), ``lower``, ``upper``,
-        indexed by lme4's names (``sd_(Intercept)|school``, ``cor_x.(Intercept)|g``,
-        ``sigma``).
+        ``parameter``, ``estimate`` (at the profiled criterion's optimum), ``ci_low``
+        and ``ci_high``; parameters are named as in ``glance()``: ``sd_school``
+        (lme4's ``sd_(Intercept)|school``), ``sd_school[x]``,
+        ``cor_school[Intercept, x]`` and ``sd_residual`` (lme4's ``sigma``).
     """
     check_option("criterion", criterion, ProfileCriterion)
     if criterion == "ML" and result.method != "ML":
@@ -220,9 +219,7 @@ def profile_intervals(
 
         estimate = float(point[index])
         rows.append((nat.names[index], estimate, *_ends(profiled, estimate, kind)))
-    return pd.DataFrame(rows, columns=["parameter", "estimate", "lower", "upper"]).set_index(
-        "parameter"
-    )
+    return pd.DataFrame(rows, columns=["parameter", "estimate", "ci_low", "ci_high"])
 
 
 def _ends(profiled: Callable[[float], float], estimate: float, kind: str) -> tuple[float, float]:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from evalkit._errors import EvalkitInputError
-from evalkit._validate import check_option
-from evalkit.meta._robust import RobustResults, RobustType, sandwich
+from evalkit.core import EvalkitInputError, RobustResults, RobustType, check_option, sandwich
 from evalkit.multilevel.frame import Marginal, clusters
 
 if TYPE_CHECKING:

@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from evalkit._errors import EvalkitInputError
-from evalkit.adapters import from_statsmodels
-from evalkit.results import Dropped, ModelResults
+from evalkit.adapters import from_statsmodels, mixedlm_components
+from evalkit.core import INTERCEPT, Dropped, EvalkitInputError, ModelResults
 
 if TYPE_CHECKING:
-    from evalkit.multilevel.model import Level
+    from evalkit.multilevel.spec import Level
 
 
 def _re_formula(columns: tuple[str, ...]) -> str:
@@ -71,11 +70,16 @@ def fit_statsmodels(
         warnings.simplefilter("always")
         fit = model.fit(reml=method == "REML")
     result = from_statsmodels(
-        fit, model=f"linear mixed model ({method}, statsmodels MixedLM)", dropped=dropped
+        fit,
+        model=f"linear mixed model ({method}, statsmodels MixedLM)",
+        dropped=dropped,
+        level=top.name,
     )
-    facts: dict[str, Any] = dict(result.facts)
+    facts: dict[str, Any] = {**result.facts, "engine": "statsmodels MixedLM"}
+    extra: dict[str, dict[str, float]] = {}
     for name, value in zip(model.exog_vc.names, fit.vcomp, strict=True):
-        facts[f"var_{name}"] = float(value)
+        column, level_name = str(name).split("|", 1)
+        extra.setdefault(level_name, {})[INTERCEPT if column == "1" else column] = float(value)
     messages = [*result.warnings, *(f"statsmodels: {w.message}" for w in caught)]
     n_groups = {top.name: len(model.group_labels)}
     from dataclasses import replace
@@ -86,4 +90,5 @@ def fit_statsmodels(
         warnings=tuple(dict.fromkeys(messages)),
         n_groups=n_groups,
         formula=fixed,
+        variance_components=mixedlm_components(fit, top.name, extra),
     )

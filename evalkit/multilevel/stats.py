@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from evalkit._errors import EvalkitInputError
+from evalkit.core import EvalkitInputError
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from evalkit._errors import EvalkitInputError
-from evalkit._validate import check_option
+from evalkit.core import EvalkitInputError, VarianceComponents, check_option
 
 if TYPE_CHECKING:
     from evalkit.multilevel.model import LMMResults
@@ -21,12 +20,13 @@ Standardizer = Literal["total", "within", "between", "clusters"]
 
 def intercept_variances(result: LMMResults) -> dict[str, float]:
     """Random-intercept variance of each level (0 for a level without one)."""
-    out = {}
-    for level in result.levels:
-        matrix = result.variance_components[level.name].to_numpy()
-        k = level.columns.index("1") if "1" in level.columns else None
-        out[level.name] = 0.0 if k is None else float(matrix[k, k])
-    return out
+    return _components(result).intercept_variances()
+
+
+def _components(result: LMMResults) -> VarianceComponents:
+    if result.variance_components is None:
+        raise EvalkitInputError("this model has no variance components.")
+    return result.variance_components
 
 
 def icc(result: LMMResults) -> dict[str, float]:
@@ -44,7 +44,7 @@ def random_variance(result: LMMResults) -> float:
     assert result.frame is not None
     total = 0.0
     for level, z in zip(result.levels, result.frame.z, strict=True):
-        sigma = result.variance_components[level.name].to_numpy()
+        sigma = _components(result).matrix(level.name).to_numpy()
         total += float(np.mean(np.einsum("ij,jk,ik->i", z, sigma, z)))
     return total
 
@@ -85,7 +85,7 @@ class StandardizedEffect:
 
     term: str
     estimate: float
-    se: float
+    std_error: float
     ci_low: float
     ci_high: float
     standardizer: str
@@ -111,8 +111,8 @@ def effect_size(
     (the residual, δ_W), the between SD (the top-level intercept, δ_B) or the SD of
     the cluster-level true scores (``"clusters"``: all intercept variances without
     the residual — for observation scores in teachers in schools, the teacher-level
-    distribution DOMAIN.md §1 asks for), taken from
-    ``reference`` — the unconditional model, as DOMAIN.md §1 prescribes — when given,
+    distribution Hedges (2007) and the WWC standardise teacher-level outcomes on), taken from
+    ``reference`` — the unconditional model, as Hedges (2007) prescribes — when given,
     otherwise from ``result`` itself (with a warning-worthy caveat: covariate-adjusted
     components shrink S). The SE adds the uncertainty of S by the delta method,
     ``Var(δ) ≈ SE(β)²/S² + β² Var(Ŝ)/S⁴``, with ``Var(Ŝ)`` from the asymptotic

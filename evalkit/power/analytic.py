@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from evalkit._errors import EvalkitInputError
+from evalkit.core import EvalkitInputError
 from evalkit.power.designs import DESIGNS, Design
 
 DEFAULTS = {
@@ -50,7 +50,7 @@ class PowerAnalysis:
     mdes: float
     power: float
     df: float
-    se: float
+    std_error: float
     multiplier: float
     alpha: float
     two_tailed: bool
@@ -68,7 +68,11 @@ class PowerAnalysis:
         row: dict[str, Any] = {"design": self.design, "solved": self.solved}
         row.update(self.parameters)
         row.update(
-            mdes=self.mdes, power=self.power, df=self.df, se=self.se, multiplier=self.multiplier
+            mdes=self.mdes,
+            power=self.power,
+            df=self.df,
+            std_error=self.std_error,
+            multiplier=self.multiplier,
         )
         return pd.DataFrame([row])
 

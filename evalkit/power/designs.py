@@ -1,6 +1,6 @@
 """Study designs for analytic power: degrees of freedom and the standard error of the
 standardised impact estimate, in PowerUp!'s notation (Dong & Maynard 2013, J. Res.
-Educ. Eff. 6(1); DOMAIN.md §2).
+Educ. Eff. 6(1), 24–67, Table 1; Bloom 2005, *Learning More from Social Experiments*, ch. 4).
 
 Parameters: ``p`` share treated; ``n`` level-1 units per level-2 unit, ``J`` level-2
 units (per level-3 unit), ``K`` level-3 units; ``rho2``/``rho3`` ICCs; ``r21``,

@@ -18,8 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from evalkit._errors import EvalkitInputError
-from evalkit._validate import check_option
+from evalkit.core import EvalkitInputError, check_option, figure_and_axes
 
 Assignment = Literal["school", "teacher"]
 
@@ -278,7 +277,7 @@ def simulate_power(
         for estimate, se, p_value, df, converged, singular in outcome:
             rows.append((index, estimate, se, p_value, df, converged, singular))
     raw = pd.DataFrame(
-        rows, columns=["point", "estimate", "se", "p_value", "df", "converged", "singular"]
+        rows, columns=["point", "estimate", "std_error", "p_value", "df", "converged", "singular"]
     )
     table = _summarise(points, raw, alpha)
     used_formula, used_term = (formula, term) if formula and term else default_formula(points[0])
@@ -343,7 +342,9 @@ def _summarise(points: list[SimulationDesign], raw: pd.DataFrame, alpha: float) 
         reject = float(np.mean(part["p_value"] < alpha))
         target = point.moderation if (point.moderation or point.leadership) else point.effect
         crit = stats.t.ppf(1 - alpha / 2, part["df"].to_numpy())
-        covered = np.abs(part["estimate"].to_numpy() - target) <= crit * part["se"].to_numpy()
+        covered = (
+            np.abs(part["estimate"].to_numpy() - target) <= crit * part["std_error"].to_numpy()
+        )
         analytic = point.analytic_design()
         analytic_value = float("nan")
         if analytic is not None and point.effect > 0:
@@ -359,7 +360,7 @@ def _summarise(points: list[SimulationDesign], raw: pd.DataFrame, alpha: float) 
                 "mean_estimate": float(part["estimate"].mean()),
                 "bias": float(part["estimate"].mean() - target),
                 "empirical_sd": float(part["estimate"].std(ddof=1)),
-                "mean_se": float(part["se"].mean()),
+                "mean_std_error": float(part["std_error"].mean()),
                 "coverage": float(np.mean(covered)),
                 "not_converged": int((~part["converged"]).sum()),
                 "singular": int(part["singular"].sum()),
@@ -388,14 +389,12 @@ def power_curve(
     result: SimulatedPower, x: str, *, by: str | None = None, ax: Any = None, target: float = 0.8
 ) -> Any:
     """Simulated power (with ±2 Monte Carlo SE bands) against one design parameter,
-    one line per value of ``by``; analytic power dashed where available."""
-    import matplotlib.pyplot as plt
-
+    one line per value of ``by``; analytic power dashed where available. Returns the
+    Figure (drawn on ``ax`` when given)."""
     table = result.table
     if x not in table.columns:
         raise EvalkitInputError(f"{x!r} is not a design parameter of the result.")
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 4))
+    figure, ax = figure_and_axes(ax)
     groups: Iterable[tuple[Any, pd.DataFrame]] = table.groupby(by) if by else [(None, table)]
     for label, part in groups:
         part = part.sort_values(x)
@@ -415,4 +414,4 @@ def power_curve(
     ax.set_xlabel(x)
     ax.set_ylabel("power")
     ax.legend(frameon=False, fontsize=8)
-    return ax
+    return figure

@@ -7,8 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from evalkit._errors import EvalkitInputError
-from evalkit._validate import require_columns
+from evalkit.core import EvalkitInputError, require_columns
 from evalkit.tables._format import fmt_number
 from evalkit.tables._suppression import DEFAULT_THRESHOLD, suppress_counts
 from evalkit.tables._table import Table

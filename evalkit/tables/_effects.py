@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from evalkit._errors import EvalkitInputError
+from evalkit.core import EvalkitInputError
 from evalkit.effectsize import EffectSize, improvement_index, substantively_important
 from evalkit.tables._format import fmt_number, fmt_p
 from evalkit.tables._table import Table
@@ -50,7 +50,7 @@ def effect_size_table(
         if len(levels) > 1:
             raise EvalkitInputError("all effects in one table must share one confidence level.")
         level = levels.pop() if levels else level
-    required = ["estimate", "se", "ci_low", "ci_high", "p_value"]
+    required = ["estimate", "std_error", "ci_low", "ci_high", "p_value"]
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise EvalkitInputError(f"effects is missing column(s) {', '.join(missing)}.")
@@ -59,7 +59,7 @@ def effect_size_table(
     body = pd.DataFrame(
         {
             "g": [fmt_number(v, digits) for v in frame["estimate"]],
-            "SE": [fmt_number(v, digits) for v in frame["se"]],
+            "SE": [fmt_number(v, digits) for v in frame["std_error"]],
             ci_label: [
                 f"[{fmt_number(lo, digits)}, {fmt_number(hi, digits)}]"
                 for lo, hi in zip(frame["ci_low"], frame["ci_high"], strict=True)

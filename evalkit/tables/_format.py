@@ -6,6 +6,33 @@ import math
 
 MINUS = "−"
 
+_ASCII = {
+    "−": "-", "–": "-", "—": "-", "∞": "inf", "\u200b": "", "\u00a0": " ",
+    "²": "2", "³": "3", "×": "x", "·": "*", "±": "+/-", "≥": ">=", "≤": "<=", "≈": "~",
+    "α": "alpha", "β": "beta", "γ": "gamma", "δ": "delta", "η": "eta", "θ": "theta",
+    "λ": "lambda", "μ": "mu", "ρ": "rho", "σ": "sigma", "τ": "tau", "φ": "phi", "χ": "chi",
+    "ω": "omega", "Σ": "Sigma", "Δ": "Delta", "Φ": "Phi", "Ω": "Omega", "π": "pi",
+    "ε": "epsilon", "ν": "nu", "ψ": "psi", "‘": "'", "’": "'", "“": '"', "”": '"',
+}  # fmt: skip
+
+
+def ascii_text(text: str) -> str:
+    """``text`` in plain ASCII for CSV: true minus signs become ``-``, Greek letters their
+    names, invisible characters nothing; any other non-ASCII letter loses its accent.
+
+    Examples
+    --------
+    >>> ascii_text("τ² = −0.12 [95% CI −0.3, ∞]")
+    'tau2 = -0.12 [95% CI -0.3, inf]'
+    """
+    import unicodedata
+
+    mapped = "".join(_ASCII.get(ch, ch) for ch in str(text))
+    if mapped.isascii():
+        return mapped
+    decomposed = unicodedata.normalize("NFKD", mapped)
+    return decomposed.encode("ascii", "ignore").decode("ascii")
+
 
 def fmt_number(value: float | None, digits: int = 2) -> str:
     """Format a number with a leading zero and a true minus sign; blank for missing.

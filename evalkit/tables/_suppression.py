@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import optimize
 
-from evalkit._errors import EvalkitInputError
+from evalkit.core import EvalkitInputError
 
 DEFAULT_THRESHOLD = 10
 

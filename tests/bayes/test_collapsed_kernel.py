@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy.stats import multivariate_normal
 
-pytest.importorskip("numba")
+pytest.importorskip("numba", reason="the bayes extra (numba) is not installed")
 
 from evalkit.bayes._collapsed import Layout, reduce_with_gradient
 from evalkit.bayes._collapsed_loglik import KERNELS, coefficient_draws

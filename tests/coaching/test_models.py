@@ -43,20 +43,15 @@ def test_sequences_fit_and_tabulate() -> None:
     assert "PRV(school_id)" in table.body.index and "ICC(school_id)" in table.body.index
     # δ_T is the coefficient over the null model's total SD.
     null = ach.models["Null"]
-    total = null.sigma2 + sum(
-        float(v.iloc[0, 0]) for k, v in null.variance_components.items() if k != "residual"
-    )
+    assert null.variance_components is not None
+    total = null.sigma2 + sum(null.variance_components.intercept_variances().values())
     row = ach.effects.loc["Treatment"]
     assert row["effect_size"] == pytest.approx(row["estimate"] / np.sqrt(total), rel=1e-12)
     ins = instruction_models(d.observations, d.teachers, d.schools)
     assert any("Rater fixed effects" in n for n in ins.table().notes)
-    teacher_sd = np.sqrt(
-        sum(
-            float(v.iloc[0, 0])
-            for k, v in ins.models["Null"].variance_components.items()
-            if k != "residual"
-        )
-    )
+    components = ins.models["Null"].variance_components
+    assert components is not None
+    teacher_sd = np.sqrt(sum(components.intercept_variances().values()))
     assert ins.effects.loc["Treatment", "sd"] == pytest.approx(teacher_sd, rel=1e-12)
 
 
@@ -210,9 +205,7 @@ def test_districts_synthesis_and_four_levels_agree() -> None:
     moderators = pd.DataFrame(
         {"district": [f"D{k}" for k in range(4)], "alignment": [0.1, 0.5, -0.3, 0.9]}
     )
-    synthesis = synthesize_districts(
-        sequences, moderators=moderators, formula="effect_size ~ alignment"
-    )
+    synthesis = synthesize_districts(sequences, district_data=moderators, moderators="alignment")
     assert synthesis.moderated is not None
     assert len(synthesis.estimates) == 4
     pooled = float(synthesis.pooled.params.iloc[0])
@@ -224,7 +217,7 @@ def test_districts_synthesis_and_four_levels_agree() -> None:
     )
     assert abs(pooled - delta) < 2 * max(se, float(synthesis.pooled.std_errors.iloc[0]))
     with pytest.raises(EvalkitInputError, match="no moderator values for district"):
-        synthesize_districts(sequences, moderators=moderators.iloc[:3])
+        synthesize_districts(sequences, district_data=moderators.iloc[:3])
 
 
 def test_outcome_domain_table_adjusts_p_values() -> None:

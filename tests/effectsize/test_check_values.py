@@ -1,4 +1,6 @@
-"""Every published check value of DOMAIN.md §1, to the printed precision."""
+"""Published check values of the WWC Procedures and Standards Handbook (v5.0, Appendix E
+and the effect-size chapters) and Hedges (2007, J. Educ. Behav. Stat. 32(4)), to the
+printed precision."""
 
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ def test_clustered_design_check_values() -> None:
     adjusted = es.cluster_adjusted_g(0.30, 200, 200, 20, 0.2, correction="none")
     assert round(adjusted.estimate, 6) == 0.297122
     assert round(adjusted.variance, 7) == 0.0481869
-    assert round(adjusted.se, 6) == 0.219515
+    assert round(adjusted.std_error, 6) == 0.219515
     naive_se = float(np.sqrt(1 / 200 + 1 / 200 + 0.3**2 / 800))
     assert naive_se == pytest.approx(0.10, abs=0.005)
 
@@ -77,7 +79,7 @@ def test_delta_total_from_within() -> None:
 def test_wwc_fixed_effect_pooling() -> None:
     pooled = es.pool_fixed([0.20, 0.10, 0.35], [0.10, 0.08, 0.15])
     assert round(pooled.estimate, 4) == 0.1702
-    assert round(pooled.se, 4) == 0.0577
+    assert round(pooled.std_error, 4) == 0.0577
 
 
 @pytest.mark.parametrize(

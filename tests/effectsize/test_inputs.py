@@ -82,12 +82,19 @@ def test_vectorised_equals_scalar_loop() -> None:
         assert vector.estimate[i] == pytest.approx(single.estimate)
         assert vector.variance[i] == pytest.approx(single.variance)
     frame = vector.to_frame()
-    assert list(frame.columns[:6]) == ["estimate", "variance", "se", "ci_low", "ci_high", "p_value"]
+    assert list(frame.columns[:6]) == [
+        "estimate",
+        "variance",
+        "std_error",
+        "ci_low",
+        "ci_high",
+        "p_value",
+    ]
     assert len(frame) == 8
 
 
 def test_confidence_interval_is_normal_theory() -> None:
     g = es.hedges_g(10.5, 10.0, 2.0, 2.0, 40, 60, level=0.90)
-    assert g.ci_high - g.estimate == pytest.approx(1.6448536269514722 * g.se)
+    assert g.ci_high - g.estimate == pytest.approx(1.6448536269514722 * g.std_error)
     with pytest.raises(EvalkitInputError, match="level must lie strictly between 0 and 1"):
         es.hedges_g(10.5, 10.0, 2.0, 2.0, 40, 60, level=95)

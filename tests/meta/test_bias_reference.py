@@ -67,7 +67,7 @@ def test_leave_one_out_and_influence(name: str, method: str) -> None:
     loo = meta.leave_one_out(model)
     ref = REF[f"{name}_{method}_loo"]
     np.testing.assert_allclose(loo["estimate"], ref["estimate"], rtol=RTOL)
-    np.testing.assert_allclose(loo["se"], ref["se"], rtol=RTOL)
+    np.testing.assert_allclose(loo["std_error"], ref["se"], rtol=RTOL)
     np.testing.assert_allclose(loo["Q"], ref["Q"], rtol=RTOL)
     if method != "FE":
         np.testing.assert_allclose(loo["tau2"], ref["tau2"], rtol=RTOL, atol=ATOL)
@@ -108,7 +108,9 @@ def test_pet_peese_and_limits() -> None:
     assert result.pet == pytest.approx(egger.limit_estimate)
     assert result.chosen in ("PET", "PEESE")
     with pytest.raises(EvalkitInputError, match="needs an intercept-only model"):
-        meta.trim_and_fill(meta.meta_regression("yi ~ ablat", _data("bcg"), variance="vi"))
+        meta.trim_and_fill(
+            meta.meta_regression(_data("bcg"), effect="yi", moderators="ablat", variance="vi")
+        )
 
 
 MULTI_BIAS: dict[str, Any] = json.loads((REFERENCE / "bias_multilevel.json").read_text())

@@ -16,7 +16,12 @@ REFERENCE = Path(__file__).parents[1] / "reference" / "meta"
 def _robust_fit() -> meta.RobustResults:
     sat = pd.read_csv(REFERENCE / "kalaian1996_ids.csv").dropna(subset=["hrs"])
     fit = meta.multilevel(
-        sat, formula="yi ~ math + hrs + ets", variance="vi", levels=["study", "es_id"], rho=0.66
+        sat,
+        effect="yi",
+        moderators="math + hrs + ets",
+        variance="vi",
+        levels=["study", "es_id"],
+        rho=0.66,
     )
     return meta.robust(fit, sat["study"])
 
@@ -54,7 +59,7 @@ def test_size_under_the_null_with_few_clusters() -> None:
             {"study": studies, "es_id": np.arange(studies.size), "yi": yi, "vi": vi, "x": moderator}
         )
         fit = meta.multilevel(
-            data, formula="yi ~ x", variance="vi", levels=["study", "es_id"], rho=0.5
+            data, effect="yi", moderators="x", variance="vi", levels=["study", "es_id"], rho=0.5
         )
         test = meta.wild_bootstrap_test(
             meta.robust(fit, data["study"]), ["x"], replications=199, rng=rng

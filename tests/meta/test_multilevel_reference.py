@@ -48,7 +48,7 @@ def _check_fit(fit: meta.MetaResults, ref: dict[str, Any]) -> None:
     np.testing.assert_allclose(tidy["p_value"], ref["pval"], rtol=RTOL_INFERENCE)
     np.testing.assert_allclose(tidy["ci_low"], ref["ci_lb"], rtol=RTOL_INFERENCE)
     np.testing.assert_allclose(
-        list(fit.variance_components.values()),
+        list(fit.variance_components.intercept_variances().values()),
         ref["sigma2"],
         rtol=RTOL_ESTIMATE,
         atol=ATOL_BOUNDARY,
@@ -79,7 +79,9 @@ def test_three_level_konstantopoulos(method: str) -> None:
 @pytest.mark.parametrize("vcov", ["CR0", "CR1", "CR2"])
 def test_three_level_meta_regression_robust(vcov: str) -> None:
     data = _konstantopoulos()
-    fit = meta.multilevel(data, formula="yi ~ year_c", variance="vi", levels=["district", "school"])
+    fit = meta.multilevel(
+        data, effect="yi", moderators="year_c", variance="vi", levels=["district", "school"]
+    )
     _check_fit(fit, REF["konst_year_REML"])
     _check_robust(meta.robust(fit, data["district"], type=vcov), REF[f"konst_year_REML_{vcov}"])  # type: ignore[arg-type]
 
@@ -103,7 +105,8 @@ def test_che_with_moderators_and_htz() -> None:
     sat = _sat().dropna(subset=["hrs"])
     fit = meta.multilevel(
         sat,
-        formula="yi ~ math + hrs + ets + homework",
+        effect="yi",
+        moderators="math + hrs + ets + homework",
         variance="vi",
         levels=["study", "es_id"],
         rho=0.66,
@@ -134,8 +137,10 @@ def test_bad_multilevel_input() -> None:
         meta.multilevel(data, effect="yi", variance="vi", levels=["district", "school"], rho=1.5)
     with pytest.raises(EvalkitInputError, match="levels needs at least one"):
         meta.multilevel(data, effect="yi", variance="vi", levels=[])
-    with pytest.raises(EvalkitInputError, match="give effect= or formula="):
-        meta.multilevel(data, variance="vi", levels=["district"])
+    with pytest.raises(EvalkitInputError, match="give only the right-hand side"):
+        meta.multilevel(
+            data, effect="yi", variance="vi", levels=["district"], moderators="yi ~ year"
+        )
     missing = data.copy()
     missing.loc[3, "school"] = np.nan
     with pytest.raises(EvalkitInputError, match="level 'school' has missing IDs at row 3"):
@@ -156,17 +161,19 @@ def test_single_effect_studies_are_allowed() -> None:
     fit = meta.multilevel(data, effect="yi", variance="vi", levels=["study"])
     single = meta.random_effects(data, effect="yi", variance="vi")
     # One effect per study: the two-level model is the random-effects model.
-    assert fit.params["intercept"] == pytest.approx(single.params["intercept"], rel=1e-6)
-    assert fit.variance_components["sigma2_study"] == pytest.approx(single.tau2, rel=1e-6)
+    assert fit.params["Intercept"] == pytest.approx(single.params["Intercept"], rel=1e-6)
+    assert fit.variance_components.variance("study") == pytest.approx(single.tau2, rel=1e-6)
 
 
 @pytest.mark.parametrize("method", ["REML", "ML"])
 def test_profile_likelihood_intervals(method: str) -> None:
     fit = _three_level(method)
-    table = meta.profile_intervals(fit).set_index("component")
+    table = meta.profile_intervals(fit).set_index("parameter")
     ref = REF[f"konst_{method}_profile"]
-    for component in ("sigma2_district", "sigma2_school"):
+    for level in ("district", "school"):
         # metafor's root finder stops at tol = 1e-10; bounds agree to 1e-5 relative.
-        np.testing.assert_allclose(table.loc[component].to_numpy(), ref[component], rtol=1e-5)
+        np.testing.assert_allclose(
+            table.loc[f"var_{level}"].to_numpy(), ref[f"sigma2_{level}"], rtol=1e-5
+        )
     with pytest.raises(EvalkitInputError, match="needs a multilevel model"):
         meta.profile_intervals(meta.random_effects(_konstantopoulos(), effect="yi", variance="vi"))

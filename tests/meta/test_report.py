@@ -11,6 +11,7 @@ import pytest
 import evalkit
 from evalkit import EvalkitInputError, meta
 from evalkit.plots import save_figure
+from evalkit.tables import meta_summary_table
 
 REFERENCE = Path(__file__).parents[1] / "reference" / "meta"
 
@@ -24,10 +25,10 @@ def test_rho_sensitivity_matches_individual_fits() -> None:
     fit = meta.multilevel(sat, effect="yi", variance="vi", levels=["study", "es_id"], rho=0.66)
     robust_fit = meta.robust(fit, sat["study"])
     row = table.iloc[1]
-    assert row["estimate"] == pytest.approx(fit.params["intercept"])
-    assert row["se"] == pytest.approx(robust_fit.std_errors["intercept"])
-    assert row["df"] == pytest.approx(robust_fit.df["intercept"])
-    assert row["sd_es_id"] == pytest.approx(np.sqrt(fit.variance_components["sigma2_es_id"]))
+    assert row["estimate"] == pytest.approx(fit.params["Intercept"])
+    assert row["std_error"] == pytest.approx(robust_fit.std_errors["Intercept"])
+    assert row["df"] == pytest.approx(robust_fit.df["Intercept"])
+    assert row["sd_es_id"] == pytest.approx(np.sqrt(fit.variance_components.variance("es_id")))
     assert (
         row["pi_low"] < row["ci_low"] <= row["estimate"] <= row["ci_high"] < row["pi_high"]
         or row["sd_es_id"] == 0
@@ -58,10 +59,10 @@ def test_figures_render(tmp_path: Path) -> None:
         meta.forest_plot(fit, labels=["a", "b"])
 
 
-def test_summary_table_reports_mars_items() -> None:
+def test_meta_summary_table_reports_mars_items() -> None:
     expectancy = evalkit.datasets.load("raudenbush1985")
     fit = meta.random_effects(expectancy, effect="yi", variance="vi", test="knha")
-    table = meta.summary_table(fit)
+    table = meta_summary_table(fit)
     items = list(table.body.index)
     for item in (
         "Effect-size metric",
@@ -76,6 +77,6 @@ def test_summary_table_reports_mars_items() -> None:
     assert table.body.loc["Inference", "Value"] == "Knapp–Hartung t"
     sat = pd.read_csv(REFERENCE / "kalaian1996_ids.csv")
     che = meta.multilevel(sat, effect="yi", variance="vi", levels=["study", "es_id"], rho=0.66)
-    robust_table = meta.summary_table(che, robust_result=meta.robust(che, sat["study"]))
+    robust_table = meta_summary_table(che, robust_result=meta.robust(che, sat["study"]))
     assert "CHE working model, ρ = 0.66" in robust_table.body.loc["Dependent effects", "Value"]
     assert any("boundary" in note for note in robust_table.notes)

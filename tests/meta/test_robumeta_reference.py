@@ -27,27 +27,30 @@ def _calendars() -> pd.DataFrame:
 
 
 CASES = {
-    "ko_ce": ("calendars", "yi ~ year_c", "CE", 0.8, "district"),
+    "ko_ce": ("calendars", "year_c", "CE", 0.8, "district"),
     "ko_ce_null": ("calendars", None, "CE", 0.5, "district"),
-    "ko_he": ("calendars", "yi ~ year_c", "HE", 0.8, "district"),
+    "ko_he": ("calendars", "year_c", "HE", 0.8, "district"),
     "ce_null": ("sat", None, "CE", 0.8, "study"),
-    "ce_mods": ("sat", "yi ~ math + hrs + ets", "CE", 0.8, "study"),
-    "ce_mods_rho0": ("sat", "yi ~ math + hrs + ets", "CE", 0.0, "study"),
+    "ce_mods": ("sat", "math + hrs + ets", "CE", 0.8, "study"),
+    "ce_mods_rho0": ("sat", "math + hrs + ets", "CE", 0.0, "study"),
     "he_null": ("sat", None, "HE", 0.8, "study"),
-    "he_mods": ("sat", "yi ~ math + hrs + ets", "HE", 0.8, "study"),
+    "he_mods": ("sat", "math + hrs + ets", "HE", 0.8, "study"),
 }
 
 
 @pytest.mark.parametrize("key", sorted(CASES))
 def test_matches_robumeta(key: str) -> None:
-    data_name, formula, weights, rho, study = CASES[key]
+    data_name, moderators, weights, rho, study = CASES[key]
     data = _sat() if data_name == "sat" else _calendars()
-    if formula is None:
-        fit = meta.robumeta(data, variance="vi", study=study, effect="yi", weights=weights, rho=rho)  # type: ignore[arg-type]
-    else:
-        fit = meta.robumeta(
-            data, variance="vi", study=study, formula=formula, weights=weights, rho=rho
-        )  # type: ignore[arg-type]
+    fit = meta.robumeta(
+        data,
+        effect="yi",
+        variance="vi",
+        study=study,
+        moderators=moderators,
+        weights=weights,  # type: ignore[arg-type]
+        rho=rho,
+    )
     ref = REF[key]
     tidy = fit.tidy()
     np.testing.assert_allclose(tidy["estimate"], ref["b"], rtol=1e-6)

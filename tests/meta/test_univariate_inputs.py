@@ -48,18 +48,21 @@ def test_random_effects_needs_two_studies_fixed_effect_of_one_returns_it() -> No
     with pytest.raises(EvalkitInputError, match="at least two effect sizes"):
         meta.random_effects(one, effect="yi", variance="vi")
     fit = meta.fixed_effect(one, effect="yi", variance="vi")
-    assert fit.params["intercept"] == pytest.approx(one["yi"].iloc[0])
-    assert fit.std_errors["intercept"] == pytest.approx(np.sqrt(one["vi"].iloc[0]))
+    assert fit.params["Intercept"] == pytest.approx(one["yi"].iloc[0])
+    assert fit.std_errors["Intercept"] == pytest.approx(np.sqrt(one["vi"].iloc[0]))
 
 
 def test_moderator_problems_are_named() -> None:
     data = _studies()
     with pytest.raises(EvalkitInputError, match="moderator term 'constant' does not vary"):
-        meta.meta_regression("yi ~ constant", data.assign(constant=1.0), variance="vi")
+        meta.meta_regression(
+            data.assign(constant=1.0), effect="yi", moderators="constant", variance="vi"
+        )
     with pytest.raises(EvalkitInputError, match="collinear: dosage_twice"):
         meta.meta_regression(
-            "yi ~ dosage + dosage_twice",
             data.assign(dosage_twice=2 * data["dosage"]),
+            effect="yi",
+            moderators="dosage + dosage_twice",
             variance="vi",
         )
     with_missing = data.copy()
@@ -67,20 +70,20 @@ def test_moderator_problems_are_named() -> None:
     with pytest.raises(
         EvalkitInputError, match="moderator 'dosage' has missing values at row study 4"
     ):
-        meta.meta_regression("yi ~ dosage", with_missing, variance="vi")
+        meta.meta_regression(with_missing, effect="yi", moderators="dosage", variance="vi")
     with pytest.raises(EvalkitInputError, match="missing required column"):
-        meta.meta_regression("yi ~ nonexistent", data, variance="vi")
+        meta.meta_regression(data, effect="yi", moderators="nonexistent", variance="vi")
     with pytest.raises(EvalkitInputError, match="method='DerSimonian' is not allowed"):
         meta.random_effects(data, effect="yi", variance="vi", method="DerSimonian")  # type: ignore[arg-type]
 
 
 def test_categorical_moderator_and_prediction() -> None:
     data = _studies(12)
-    fit = meta.meta_regression("yi ~ dosage + C(format)", data, variance="vi")
+    fit = meta.meta_regression(data, effect="yi", moderators="dosage + C(format)", variance="vi")
     assert fit.qm_df == (2,)
     pred = fit.predict(pd.DataFrame({"dosage": [10.0, 30.0], "format": ["virtual", "in_person"]}))
     x_new = np.array([[1.0, 10.0, 1.0], [1.0, 30.0, 0.0]])
-    np.testing.assert_allclose(pred["pred"], x_new @ fit.params.to_numpy())
+    np.testing.assert_allclose(pred["estimate"], x_new @ fit.params.to_numpy())
 
 
 @given(st.permutations(list(range(8))))
@@ -89,7 +92,7 @@ def test_row_order_does_not_matter(order: list[int]) -> None:
     data = _studies()
     base = meta.random_effects(data, effect="yi", variance="vi")
     shuffled = meta.random_effects(data.iloc[order], effect="yi", variance="vi")
-    assert shuffled.params["intercept"] == pytest.approx(base.params["intercept"], rel=1e-10)
+    assert shuffled.params["Intercept"] == pytest.approx(base.params["Intercept"], rel=1e-10)
     assert shuffled.tau2 == pytest.approx(base.tau2, rel=1e-8, abs=1e-14)
 
 
@@ -101,6 +104,6 @@ def test_rescaling_effects_rescales_estimates(scale: float) -> None:
     scaled = meta.random_effects(
         data.assign(yi=data["yi"] * scale, vi=data["vi"] * scale**2), effect="yi", variance="vi"
     )
-    assert scaled.params["intercept"] == pytest.approx(scale * base.params["intercept"], rel=1e-8)
+    assert scaled.params["Intercept"] == pytest.approx(scale * base.params["Intercept"], rel=1e-8)
     assert scaled.tau2 == pytest.approx(scale**2 * base.tau2, rel=1e-7, abs=1e-14)
     assert scaled.i2 == pytest.approx(base.i2, rel=1e-7, abs=1e-10)

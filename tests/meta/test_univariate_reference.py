@@ -34,16 +34,18 @@ def _fit(key: str) -> MetaResults:
         method = key.removeprefix("bcg_mr_").removesuffix("_knha")
         test = "knha" if key.endswith("_knha") else "z"
         return meta.meta_regression(
-            "yi ~ ablat + year", bcg, variance="vi", method=method, test=test
+            bcg, effect="yi", moderators="ablat + year", variance="vi", method=method, test=test
         )  # type: ignore[arg-type]
     if key == "bcg_alloc_REML":
-        return meta.meta_regression("yi ~ C(alloc)", bcg, variance="vi")
+        return meta.meta_regression(bcg, effect="yi", moderators="C(alloc)", variance="vi")
     if key.startswith("bcg_"):
         method = key.removeprefix("bcg_").removesuffix("_knha")
         test = "knha" if key.endswith("_knha") else "z"
         if method == "FE":
             if test == "knha":
-                return meta.meta_regression("yi ~ 1", bcg, variance="vi", method="FE", test="knha")
+                return meta.meta_regression(
+                    bcg, effect="yi", moderators="1", variance="vi", method="FE", test="knha"
+                )
             return meta.fixed_effect(bcg, effect="yi", variance="vi")
         return meta.random_effects(bcg, effect="yi", variance="vi", method=method, test=test)  # type: ignore[arg-type]
     expectancy = evalkit.datasets.load("raudenbush1985").assign(
@@ -52,14 +54,18 @@ def _fit(key: str) -> MetaResults:
     if key == "raudenbush_REML_knha":
         return meta.random_effects(expectancy, effect="yi", variance="vi", test="knha")
     if key == "raudenbush_weeks_REML_knha":
-        return meta.meta_regression("yi ~ weeks_high", expectancy, variance="vi", test="knha")
+        return meta.meta_regression(
+            expectancy, effect="yi", moderators="weeks_high", variance="vi", test="knha"
+        )
     if key == "raudenbush_weeks_REML":
-        return meta.meta_regression("yi ~ weeks_high", expectancy, variance="vi")
+        return meta.meta_regression(expectancy, effect="yi", moderators="weeks_high", variance="vi")
     writing = evalkit.datasets.load("bangertdrowns2004")
     if key == "bangertdrowns_REML":
         return meta.random_effects(writing, effect="yi", variance="vi")
     complete = writing.dropna(subset=["yi", "vi", "grade", "length", "meta"])
-    return meta.meta_regression("yi ~ C(grade) + length + meta", complete, variance="vi")
+    return meta.meta_regression(
+        complete, effect="yi", moderators="C(grade) + length + meta", variance="vi"
+    )
 
 
 def _close(ours: Any, theirs: Any, rtol: float, atol: float = ATOL) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 
 from evalkit import EvalkitInputError
 from evalkit.multilevel import (
@@ -146,7 +147,7 @@ def test_reliability_is_hlm_lambda_for_random_intercepts() -> None:
     """For a random-intercept model, 1 − condVar/τ equals τ/(τ + σ²/n_j)."""
     hsb = _hsb()
     fit = lmm("mathach ~ 1 + (1 | school)", hsb)
-    tau = float(fit.variance_components["school"].iloc[0, 0])
+    tau = float(fit.variance_components.variance("school"))
     sizes = hsb.groupby("school").size()
     expected = tau / (tau + fit.sigma2 / sizes)
     table = ranef(fit)["school"]
@@ -154,15 +155,15 @@ def test_reliability_is_hlm_lambda_for_random_intercepts() -> None:
     expected.index = expected.index.astype(str)
     # β̂ is held fixed in condVar, so the identity holds exactly.
     np.testing.assert_allclose(
-        table["(Intercept)_reliability"], expected.loc[table.index], rtol=1e-10
+        table["Intercept_reliability"], expected.loc[table.index], rtol=1e-10
     )
     # R&B (2002, p. 73) report a mean reliability of .90 for the null model.
-    assert reliability(fit)["school"]["(Intercept)"] == pytest.approx(0.90, abs=0.005)
+    assert reliability(fit)["school"]["Intercept"] == pytest.approx(0.90, abs=0.005)
 
 
 @pytest.mark.parametrize("key", ["hsb_rc", "sleep_correlated", "district_3level"])
 def test_profile_intervals_match_lme4(key: str) -> None:
-    ci = profile_intervals(_fit(key, df_method="none"))
+    ci = profile_intervals(_fit(key, df_method="none")).set_index("parameter")
     ref = REF[key]["profile"]
     for name, low, high in zip(ref["names"], ref["lower"], ref["upper"], strict=True):
         if not (name.startswith(("sd_", "cor_")) or name == "sigma"):
@@ -171,8 +172,23 @@ def test_profile_intervals_match_lme4(key: str) -> None:
             continue  # lme4 itself warns: non-monotonic profile, linear interpolation
         # lme4 interpolates a spline through its profile grid; we solve for the crossing.
         np.testing.assert_allclose(
-            ci.loc[name, ["lower", "upper"]], [low, high], rtol=1e-4, atol=1e-6
+            ci.loc[_our_name(name), ["ci_low", "ci_high"]], [low, high], rtol=1e-4, atol=1e-6
         )
+
+
+def _our_name(lme4_name: str) -> str:
+    """lme4's ``confint`` row names in evalkit's vocabulary: ``sd_(Intercept)|school`` →
+    ``sd_school``, ``sd_x|g`` → ``sd_g[x]``, ``cor_x.(Intercept)|g`` →
+    ``cor_g[Intercept, x]``, ``sigma`` → ``sd_residual``."""
+    if lme4_name == "sigma":
+        return "sd_residual"
+    kind, rest = lme4_name.split("_", 1)
+    terms, level = rest.rsplit("|", 1)
+    terms = terms.replace("(Intercept)", "Intercept")
+    if kind == "sd":
+        return f"sd_{level}" if terms == "Intercept" else f"sd_{level}[{terms}]"
+    second, first = terms.split(".", 1)
+    return f"cor_{level}[{first}, {second}]"
 
 
 def test_r_squared_and_icc() -> None:
@@ -214,15 +230,14 @@ def test_effect_size_standardizers() -> None:
     total = effect_size(fit, "coached", reference=null)
     within = effect_size(fit, "coached", standardizer="within", reference=null)
     rho = 1 - null.sigma2 / (
-        null.sigma2
-        + sum(float(v.iloc[0, 0]) for k, v in null.variance_components.items() if k != "residual")
+        null.sigma2 + sum(null.variance_components.intercept_variances().values())
     )
     np.testing.assert_allclose(total.estimate, within.estimate * np.sqrt(1 - rho), rtol=1e-12)
     np.testing.assert_allclose(total.estimate * total.sd, fit.params["coached"], rtol=1e-12)
     # The SE adds the uncertainty of the standardiser; it is at least SE(β)/S.
-    assert total.se > fit.std_errors["coached"] / total.sd
+    assert total.std_error > fit.std_errors["coached"] / total.sd
     plain = effect_size(fit, "coached", reference=null.refit(df_method="none"))
-    np.testing.assert_allclose(plain.se, fit.std_errors["coached"] / plain.sd, rtol=1e-12)
+    np.testing.assert_allclose(plain.std_error, fit.std_errors["coached"] / plain.sd, rtol=1e-12)
     with pytest.raises(EvalkitInputError, match="'coached:grit' is not a fixed effect"):
         effect_size(fit, "coached:grit")
 
@@ -261,11 +276,9 @@ def test_bad_input_for_inference() -> None:
 
 
 def test_caterpillar_plot_draws_every_group() -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     fit = _fit("hsb_rc", df_method="none")
-    ax = caterpillar_plot(fit, "school", "ses_c")
-    assert len(ax.lines[0].get_xdata()) == 160
+    figure = caterpillar_plot(fit, "school", "ses_c")
+    assert isinstance(figure, Figure)
+    assert len(figure.axes[0].lines[0].get_xdata()) == 160
     with pytest.raises(EvalkitInputError, match="no random effect 'grit'"):
         caterpillar_plot(fit, "school", "grit")

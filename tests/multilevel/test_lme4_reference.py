@@ -84,9 +84,9 @@ def test_matches_lme4(key: str) -> None:
             np.testing.assert_allclose(fit.sigma2, value, rtol=rtol)
             continue
         level = grp.split(".")[0]
-        matrix = fit.variance_components[level]
-        name1 = "1" if var1 == "(Intercept)" else var1
-        name2 = name1 if var2 is None else ("1" if var2 == "(Intercept)" else var2)
+        matrix = fit.variance_components.matrix(level)
+        name1 = "Intercept" if var1 == "(Intercept)" else var1
+        name2 = name1 if var2 is None else ("Intercept" if var2 == "(Intercept)" else var2)
         np.testing.assert_allclose(matrix.loc[name1, name2], value, rtol=max(rtol, 1e-5), atol=1e-8)
 
 

@@ -2,9 +2,9 @@
 
 Whatever computed a fit (evalkit's engines, statsmodels, linearmodels, PyMC), its
 result offers the same names: ``params``, ``std_errors``, ``df``, ``pvalues``,
-``conf_int()``, ``cov``, ``nobs``, ``n_groups``, ``tidy()``, ``glance()``,
-``summary()``, ``warnings`` and ``dropped``. Tables, plots and effect sizes are
-written once against it.
+``conf_int()``, ``cov``, ``nobs``, ``n_groups``, ``variance_components``, ``tidy()``,
+``glance()``, ``summary()``, ``warnings`` and ``dropped``. Tables, plots and effect
+sizes are written once against it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from evalkit._errors import EvalkitInputError
+from evalkit.core.errors import EvalkitInputError
+from evalkit.core.variance import VarianceComponents
 
 TIDY_COLUMNS = ("term", "estimate", "std_error", "df", "statistic", "p_value", "ci_low", "ci_high")
 
@@ -91,6 +92,9 @@ class ModelResults:
         The model formula, when there is one.
     spec
         The parsed model specification, kept for predictions on new data.
+    variance_components
+        The random-effect variances as the shared table, on every model that has
+        random effects (``None`` otherwise); ``glance()`` shows them as ``var_<level>``.
     """
 
     params: pd.Series
@@ -105,6 +109,7 @@ class ModelResults:
     dropped: Dropped = field(default_factory=Dropped)
     formula: str | None = None
     spec: Any = None
+    variance_components: VarianceComponents | None = None
 
     def __post_init__(self) -> None:
         terms = list(self.params.index)
@@ -162,6 +167,8 @@ class ModelResults:
         row: dict[str, Any] = {"model": self.model, "backend": self.backend, "nobs": self.nobs}
         for level, count in self.n_groups.items():
             row[f"n_{level}"] = count
+        if self.variance_components is not None:
+            row.update(self.variance_components.facts())
         row.update(self.facts)
         row["n_dropped"] = self.dropped.n
         row["warnings"] = "; ".join(self.warnings)
@@ -181,6 +188,9 @@ class ModelResults:
                 lines.append(f"{key}: {value}")
         table = self.tidy(level).set_index("term")
         lines.append(table.to_string(float_format=lambda v: f"{v:.4g}"))
+        if self.variance_components is not None:
+            lines.append("Variance components:")
+            lines.append(str(self.variance_components))
         lines.append(self.dropped.describe())
         lines.extend(f"Warning: {w}" for w in self.warnings)
         return "\n".join(lines)

@@ -12,8 +12,8 @@ from typing import Any, cast, get_args
 import numpy as np
 import pandas as pd
 
-from evalkit._errors import EvalkitInputError
-from evalkit._typing import ArrayLike, FloatArray
+from evalkit.core.errors import EvalkitInputError
+from evalkit.core.typing import ArrayLike, FloatArray
 
 MAX_ROWS_SHOWN = 5
 
