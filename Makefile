@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/multilevel.py
 	$(BIN)/python benchmarks/power.py
 	$(BIN)/python benchmarks/coaching.py
+	$(BIN)/python benchmarks/tables.py
 
 clean:
 	rm -rf $(VENV) site results .pytest_cache .mypy_cache .ruff_cache

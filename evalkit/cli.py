@@ -26,6 +26,25 @@ from evalkit.core import EvalkitInputError
 FORMATS = ("md", "html", "tex", "csv", "docx", "json")
 
 
+BOOLEAN_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def parse_boolean(name: str, value: str) -> bool:
+    """true/yes/1 or false/no/0 (any case); anything else is an error naming the option."""
+    word = value.strip().lower()
+    if word not in BOOLEAN_WORDS:
+        raise EvalkitInputError(f"--param {name}={value!r}: write true/false, yes/no or 1/0.")
+    return BOOLEAN_WORDS[word]
+
+
+def _number(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise EvalkitInputError(f"--param {name}={value!r}: {name} must be a number.") from None
+    return number
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="folder for tables and figures")
     parser.add_argument(
@@ -228,12 +247,8 @@ def _power(args: argparse.Namespace) -> int:
     for item in args.param:
         if "=" not in item:
             raise EvalkitInputError(f"--param {item!r}: write NAME=VALUE, e.g. --param rho2=0.1.")
-        name, value = item.split("=", 1)
-        params[name.strip()] = (
-            value.strip().lower() in ("true", "yes")
-            if name.strip() == "two_tailed"
-            else float(value)
-        )
+        name, value = (part.strip() for part in item.split("=", 1))
+        params[name] = parse_boolean(name, value) if name == "two_tailed" else _number(name, value)
     if args.solve != "mdes" and args.es is None:
         raise EvalkitInputError(f"--solve {args.solve} needs --es.")
     if args.solve == "mdes":

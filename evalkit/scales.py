@@ -321,7 +321,14 @@ def school_conditions(
     on a construct is an error that names it.
     """
     require_columns(survey, [school])
-    table = pd.DataFrame(index=pd.Index(sorted(survey[school].dropna().unique()), name=school))
+    unassigned = survey[school].isna().to_numpy()
+    if unassigned.any():
+        raise EvalkitInputError(
+            f"survey responses without a {school} at {describe_rows(list(survey.index), unassigned)}: "
+            "they cannot be aggregated to a school (and would still count in α and ω); "
+            "fill in the school or drop those responses first."
+        )
+    table = pd.DataFrame(index=pd.Index(sorted(survey[school].unique()), name=school))
     scales = {}
     rows = []
     for name, items in constructs.items():

@@ -65,12 +65,13 @@ def coaching_dosage(
             f"the coaching log has sessions for {len(unknown)} teacher(s) absent from the teacher table: {shown}."
         )
     length = pd.to_numeric(log[minutes], errors="coerce")
-    bad = length.isna() | (length < 0)
+    bad = length.isna() | (length < 0) | ~np.isfinite(length.fillna(0.0))
     if bad.any():
         from evalkit.core import describe_rows
 
         raise EvalkitInputError(
-            f"column {minutes!r} has missing or negative session lengths at {describe_rows(list(log.index), bad.to_numpy())}."
+            f"column {minutes!r} has missing, negative or infinite session lengths at "
+            f"{describe_rows(list(log.index), bad.to_numpy())}."
         )
     frame = log.assign(_minutes=length)
     keys = [teacher]

@@ -15,6 +15,7 @@ import pandas as pd
 from evalkit.coaching.dosage import coaching_dosage
 from evalkit.coaching.models import ModelSequence, achievement_models, instruction_models
 from evalkit.coaching.moderation import johnson_neyman, moderation_plot, simple_slopes
+from evalkit.core import merge_lookup
 from evalkit.data import REVERSED_ITEMS, SURVEY_ITEMS, District
 from evalkit.multilevel import DfMethod
 from evalkit.scales import SchoolConditions, school_conditions
@@ -66,9 +67,12 @@ def evaluate_district(
         timings, "dosage", lambda: coaching_dosage(district.coaching_log, district.teachers)
     )
     school_scores = conditions.schools[["school_id", *CONDITIONS]]
-    teachers = district.teachers.drop(
-        columns=["coaching_hours", "coaching_sessions"], errors="ignore"
-    ).merge(dosage, on=["teacher_id", "coached"])
+    teachers = merge_lookup(
+        district.teachers.drop(columns=["coaching_hours", "coaching_sessions"], errors="ignore"),
+        dosage,
+        ["teacher_id", "coached"],
+        name="the coaching dosage",
+    )
     instruction: ModelSequence = _timed(
         timings,
         "instruction models",
@@ -76,8 +80,11 @@ def evaluate_district(
             district.observations, teachers, school_scores, df_method=df_method
         ),
     )
-    students = district.students.drop(columns=list(CONDITIONS), errors="ignore").merge(
-        school_scores, on="school_id", how="left"
+    students = merge_lookup(
+        district.students.drop(columns=list(CONDITIONS), errors="ignore"),
+        school_scores,
+        "school_id",
+        name="the school conditions table",
     )
     achievement: ModelSequence = _timed(
         timings,

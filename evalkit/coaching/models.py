@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from evalkit.core import Dropped, EvalkitInputError, describe_rows, require_columns
+from evalkit.core import Dropped, EvalkitInputError, describe_rows, merge_lookup, require_columns
 from evalkit.multilevel import DfMethod, LMMResults, Standardizer, effect_size, lmm
 from evalkit.tables import Table, fmt_number, regression_table
 
@@ -201,7 +201,7 @@ def achievement_models(
     covariates = ([prior] if prior else []) + list(conditions)
     return fit_sequence(
         data, outcome=outcome, treatment=treatment,
-        random=f"(1 | {school}) + (1 | {school}:{teacher})",
+        random=f"(1 | {school}/{teacher})",
         covariates=covariates, moderators=list(conditions), standardizer="total",
         metric="total (student-level)", df_method=df_method, dropped=dropped,
     )  # fmt: skip
@@ -243,8 +243,12 @@ def instruction_models(
         raise EvalkitInputError(
             f"observations for {len(unknown)} teacher(s) absent from the teacher table: {', '.join(map(str, unknown[:10]))}."
         )
-    data = observations.merge(teachers[[teacher, school, treatment]], on=teacher, how="left")
-    data = data.merge(conditions_table[[school, *conditions]], on=school, how="left")
+    data = merge_lookup(
+        observations, teachers[[teacher, school, treatment]], teacher, name="the teacher table"
+    )
+    data = merge_lookup(
+        data, conditions_table[[school, *conditions]], school, name="the school conditions table"
+    )
     covariates = list(conditions)
     if occasion:
         covariates.append(occasion)
@@ -257,7 +261,7 @@ def instruction_models(
     data, dropped = _complete(data, used)
     return fit_sequence(
         data, outcome=score, treatment=treatment,
-        random=f"(1 | {school}) + (1 | {school}:{teacher})",
+        random=f"(1 | {school}/{teacher})",
         covariates=covariates, moderators=list(conditions), standardizer="clusters",
         metric="teacher-level", df_method=df_method, dropped=dropped,
     )  # fmt: skip

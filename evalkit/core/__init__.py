@@ -33,6 +33,7 @@ from evalkit.core.validate import (
     check_option,
     collinear_terms,
     describe_rows,
+    merge_lookup,
     require,
     require_columns,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "complete_cases",
     "describe_rows",
     "figure_and_axes",
+    "merge_lookup",
     "pair_term",
     "require",
     "require_columns",

@@ -116,6 +116,7 @@ def broadcast_inputs(
     labels_from_series = False
     scalar = True
     length = 1
+    fields = align_series(fields)
     for name, value in fields.items():
         if value is None:
             continue
@@ -135,6 +136,59 @@ def broadcast_inputs(
         if arr.shape[0] == 1 and length > 1:
             arrays[name] = np.broadcast_to(arr, (length,))
     return arrays, labels if labels is not None else range(length), scalar
+
+
+def align_series(fields: dict[str, Any]) -> dict[str, Any]:
+    """Align pandas Series on their labels, never by position.
+
+    Series whose index holds the same labels as the first Series (in another order)
+    are reordered to it; Series with other labels are refused, naming the labels that
+    do not match. Arrays, lists and scalars are left as they are (they pair by
+    position, as NumPy does).
+    """
+    series = {n: v for n, v in fields.items() if isinstance(v, pd.Series) and v.size > 1}
+    if len(series) < 2:
+        return fields
+    first_name, first = next(iter(series.items()))
+    reference = first.index
+    if reference.has_duplicates:
+        return fields  # labels cannot identify rows; positions are all there is
+    out = dict(fields)
+    for name, value in series.items():
+        if value.index.equals(reference):
+            continue
+        if value.index.has_duplicates or set(value.index) != set(reference):
+            extra = [str(x) for x in value.index.difference(reference)[:MAX_ROWS_SHOWN]]
+            missing = [str(x) for x in reference.difference(value.index)[:MAX_ROWS_SHOWN]]
+            raise EvalkitInputError(
+                f"{name} and {first_name} are Series with different row labels "
+                f"({name} has {', '.join(extra) or 'duplicated labels'}; "
+                f"{first_name} has {', '.join(missing) or 'none missing'}); "
+                "align them or pass arrays."
+            )
+        out[name] = value.reindex(reference)
+    return out
+
+
+def merge_lookup(
+    data: pd.DataFrame, table: pd.DataFrame, on: str | list[str], *, name: str
+) -> pd.DataFrame:
+    """Add the columns of a lookup ``table`` (one row per key) to ``data``.
+
+    A key that appears twice in the lookup table would copy rows of ``data`` through
+    the merge; it is refused, naming the duplicated IDs and the table."""
+    keys = [on] if isinstance(on, str) else list(on)
+    require_columns(table, keys, what=name)
+    repeated = table.duplicated(subset=keys, keep=False)
+    if repeated.any():
+        ids = table.loc[repeated, keys].drop_duplicates().astype(str).agg("/".join, axis=1)
+        shown = ", ".join(ids.iloc[:MAX_ROWS_SHOWN])
+        more = f" (and {len(ids) - MAX_ROWS_SHOWN} more)" if len(ids) > MAX_ROWS_SHOWN else ""
+        raise EvalkitInputError(
+            f"{name} has several rows for {'/'.join(keys)} {shown}{more}; it must have one row "
+            "per ID (remove the duplicates, or keep one row per ID on purpose)."
+        )
+    return data.merge(table, on=keys, how="left", validate="many_to_one")
 
 
 def require_columns(data: pd.DataFrame, columns: Iterable[str], *, what: str = "data") -> None:

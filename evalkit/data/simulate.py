@@ -104,7 +104,17 @@ def _check_sizes(**sizes: int) -> None:
             raise EvalkitInputError(f"{name} must be a whole number of at least 1, got {value!r}.")
 
 
+def _check_finite(**values: float) -> None:
+    """Every parameter a real, finite number (not text, not true/false, not NaN)."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+            raise EvalkitInputError(f"{name} must be a number, got {value!r}.")
+        if not np.isfinite(value):
+            raise EvalkitInputError(f"{name} must be a finite number, got {value!r}.")
+
+
 def _check_unit(name: str, value: float, *, low: float, high: float, closed_high: bool) -> None:
+    _check_finite(**{name: value})
     ok = low <= value <= high if closed_high else low <= value < high
     if not ok:
         bracket = "]" if closed_high else ")"
@@ -196,6 +206,25 @@ def simulate_district(
             f"icc_school + icc_teacher must be below 1, got {icc_school + icc_teacher:.3g}."
         )
     _check_unit("takeup", takeup, low=0.0, high=1.0, closed_high=True)
+    _check_finite(
+        effect_achievement=effect_achievement,
+        effect_instruction=effect_instruction,
+        prior_coefficient=prior_coefficient,
+        instruction_sd=instruction_sd,
+        size_variation=size_variation,
+        **{f"moderation_achievement[{k}]": v for k, v in (moderation_achievement or {}).items()},
+        **{f"moderation_instruction[{k}]": v for k, v in (moderation_instruction or {}).items()},
+        **{
+            f"condition_effects_achievement[{k}]": v
+            for k, v in (condition_effects_achievement or {}).items()
+        },
+    )
+    if not -1.0 < prior_coefficient < 1.0:
+        raise EvalkitInputError(
+            f"prior_coefficient must lie in (-1, 1), got {prior_coefficient!r}: achievement has "
+            "unit variance, so the prior score cannot explain all of it (the residual variance "
+            "1 - prior_coefficient² would not be positive)."
+        )
     if instruction_sd <= 0 or size_variation < 0:
         raise EvalkitInputError("instruction_sd must be positive and size_variation non-negative.")
     if seed is not None and rng is not None:

@@ -7,7 +7,7 @@ from typing import Literal
 
 import pandas as pd
 
-from evalkit.core import MAX_ROWS_SHOWN, EvalkitInputError, require_columns
+from evalkit.core import MAX_ROWS_SHOWN, EvalkitInputError, check_option, require_columns
 
 ColumnKind = Literal["numeric", "integer", "binary", "id", "any"]
 
@@ -74,6 +74,8 @@ def check_columns(
     Kinds: ``numeric`` (numbers), ``integer`` (whole numbers), ``binary`` (0/1),
     ``id`` (no missing values), ``any`` (present).
     """
+    for name, kind in required.items():
+        check_option(f"kind of column {name!r}", kind, ColumnKind)
     require_columns(data, required, what=table)
     for name, kind in required.items():
         column = data[name]

@@ -150,8 +150,9 @@ def cluster_adjusted_g(
     arrays, labels, scalar = broadcast_inputs(
         d=d, n_t=n_t, n_c=n_c, cluster_size=cluster_size, icc=icc
     )
-    require(arrays["n_t"] >= 1, "n_t", labels, "at least 1")
-    require(arrays["n_c"] >= 1, "n_c", labels, "at least 1")
+    for name in ("n_t", "n_c"):
+        require(arrays[name] >= 1, name, labels, "at least 1")
+        require(arrays[name] == np.round(arrays[name]), name, labels, "a whole number")
     n_total = arrays["n_t"] + arrays["n_c"]
     check_cluster_inputs(n_total, arrays["cluster_size"], arrays["icc"], labels)
     g, variance = adjust_for_clustering(

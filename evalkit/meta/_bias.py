@@ -63,6 +63,15 @@ def egger_test(result: MetaResults, *, cluster: Any = None) -> EggerTest:
     from evalkit.meta._robust import robust
 
     x = np.column_stack([result.x, np.sqrt(result.v)])
+    if result.y.size - x.shape[1] < 1:
+        raise EvalkitInputError(
+            f"Egger's test needs more effect sizes than coefficients: with k = {result.y.size} "
+            f"and {x.shape[1]} coefficients (the model's and the SE) the regression is saturated."
+        )
+    if np.ptp(np.sqrt(result.v)) <= 1e-12 * float(np.sqrt(result.v).max()):
+        raise EvalkitInputError(
+            "Egger's test regresses effects on their standard errors, which are all equal here."
+        )
     fitted = _refit(result, result.y, result.v, x)
     if result.structure is not None:
         labels = cluster if cluster is not None else result.structure[0].cluster_labels

@@ -30,6 +30,7 @@ class MetaData:
     labels: pd.Index
     spec: ModelSpec | None
     has_intercept: bool
+    source: pd.DataFrame | None = None
 
 
 def _effects_and_variances(
@@ -59,7 +60,7 @@ def prepare(
         raise EvalkitInputError(f"data must be a pandas DataFrame, got {type(data).__name__}.")
     y, v = _effects_and_variances(data, effect, variance)
     if moderators is None:
-        return MetaData(y, v, np.ones((y.size, 1)), [INTERCEPT], data.index, None, True)
+        return MetaData(y, v, np.ones((y.size, 1)), [INTERCEPT], data.index, None, True, data)
     spec_formula = Formula(moderator_formula(moderators))
     used = sorted(spec_formula.required_variables)
     require_columns(data, [str(u) for u in used])
@@ -75,7 +76,7 @@ def prepare(
     terms = [str(c) for c in matrix.columns]
     _check_design(x, terms)
     has_intercept = INTERCEPT in terms
-    return MetaData(y, v, x, terms, data.index, matrix.model_spec, has_intercept)
+    return MetaData(y, v, x, terms, data.index, matrix.model_spec, has_intercept, data)
 
 
 def _check_design(x: np.ndarray, terms: list[str]) -> None:

@@ -64,7 +64,7 @@ def refit_multilevel(result: MetaResults, data: MetaData, keep: np.ndarray | Non
     blocks = Blocks(data.y, data.v, data.x, cluster, codes, blocks_old.rho)
     reml = result.method == "REML"
     convergence = _optimise(
-        blocks, reml=reml, start=np.maximum(theta_old, 1e-6 * float(np.var(data.y)))
+        blocks, reml=reml, start=np.maximum(theta_old, 1e-6 * variance_scale(data.y, data.v))
     )
     final = blocks.evaluate(convergence.theta, reml=reml)
     terms = pd.Index(data.terms)
@@ -114,7 +114,7 @@ def fit_multilevel(
     cov = final.cov
     qe, _ = blocks.sampling_quadratic()
     facts = _facts(meta_data, blocks, convergence, final.loglik, qe, levels, method, rho)
-    warnings = _warnings(convergence, levels, float(np.var(y)))
+    warnings = _warnings(convergence, levels, variance_scale(y, v))
     from evalkit.meta._univariate import _omnibus
 
     qm, qm_df, qm_p = _omnibus(final.beta, cov, meta_data.has_intercept, "z", k - p)
@@ -149,6 +149,8 @@ def fit_multilevel(
         x=x,
         variance_components=_components(list(levels), theta),
         structure=(blocks, theta),
+        labels=meta_data.labels,
+        data=data,
     )
 
 
@@ -199,7 +201,7 @@ def _warnings(convergence: Convergence, levels: Sequence[str], variance_y: float
     warnings = [
         f"variance component {name} estimated at its boundary (0)"
         for name, t in zip(levels, convergence.theta, strict=True)
-        if t < BOUNDARY * max(1.0, variance_y)
+        if t < BOUNDARY * variance_y
     ]
     if not convergence.converged:
         warnings.append(
@@ -207,6 +209,13 @@ def _warnings(convergence: Convergence, levels: Sequence[str], variance_y: float
             f"(gradient norm {convergence.gradient_norm:.2g})"
         )
     return warnings
+
+
+def variance_scale(y: np.ndarray, v: np.ndarray) -> float:
+    """The data's scale in squared effect units (variance of the effects plus their mean
+    sampling variance): tolerances and start values are relative to it, so the fit does
+    not depend on the units of the effects."""
+    return float(np.var(y) + np.mean(v))
 
 
 def _components(levels: Sequence[str], theta: np.ndarray) -> VarianceComponents:
@@ -245,7 +254,7 @@ def _optimise(
     and keeps components at 0 whose gradient points below zero (the boundary).
     Components flagged in ``held`` stay at their starting values (for profiling).
     """
-    scale = float(np.var(blocks.y)) + 1e-12
+    scale = variance_scale(blocks.y, blocks.v)
     theta = (
         np.full(blocks.n_levels, scale / (blocks.n_levels + 1)) if start is None else start.copy()
     )
@@ -319,7 +328,7 @@ def profile_intervals(result: MetaResults, *, level: float = 0.95) -> pd.DataFra
             if drop(0.0) <= 0
             else optimize.brentq(drop, 0.0, estimate, xtol=1e-12 * max(estimate, 1e-12))
         )
-        upper = max(estimate, 1e-4 * float(np.var(blocks.y)))
+        upper = max(estimate, 1e-4 * variance_scale(blocks.y, blocks.v))
         while drop(upper) < 0:
             upper *= 2.0
         high = optimize.brentq(drop, estimate, upper, xtol=1e-12 * upper)

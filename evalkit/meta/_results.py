@@ -63,6 +63,10 @@ class MetaResults(ModelResults):
     v: np.ndarray = field(default_factory=lambda: np.empty(0))
     x: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
     structure: Any = None
+    labels: pd.Index = field(default_factory=lambda: pd.RangeIndex(0))
+    """Row labels of the effect sizes (the data's index), for aligning cluster labels."""
+    data: pd.DataFrame | None = field(default=None, repr=False)
+    """The data as given, so that a cluster can be named by its column."""
 
     def marginal_blocks(self, cluster: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Row indices and the model's marginal covariance for each cluster in ``cluster``.

@@ -46,7 +46,10 @@ def fit(
         raise EvalkitInputError(
             "a random-effects model needs at least two effect sizes; use fixed_effect()."
         )
-    tau2 = 0.0 if method == "FE" else estimate_tau2(y, v, x, method)
+    # τ² is estimated on effects scaled to unit typical SE, where the estimators'
+    # tolerances are meant to work, and scaled back: the fit is scale-invariant.
+    unit = effect_scale(v)
+    tau2 = 0.0 if method == "FE" else estimate_tau2(y / unit, v / unit**2, x, method) * unit**2
     weighted = wls(y, v, x, tau2)
     fixed = wls(y, v, x, 0.0)
     q_df = k - p
@@ -68,6 +71,11 @@ def fit(
     if not np.isnan(r2):
         facts["R2"] = r2
     warnings = []
+    if test == "knha" and weighted.qe <= 1e-12 * q_df:
+        warnings.append(
+            "Knapp–Hartung: the weighted residual variation is zero (the effects are "
+            "identical), so the scaled SEs are zero and the CIs have no width; use test='z'"
+        )
     if method != "FE" and tau2 == 0.0:
         warnings.append("τ² estimated at its boundary (0): no heterogeneity beyond sampling error")
     return MetaResults(
@@ -106,7 +114,16 @@ def fit(
         y=y,
         v=v,
         x=x,
+        labels=data.labels,
+        data=data.source,
     )
+
+
+def effect_scale(v: np.ndarray) -> float:
+    """A typical standard error (the root of the median sampling variance): dividing
+    effects by it puts every meta-analysis on the scale its estimators' tolerances
+    assume, whatever the units of the effects."""
+    return float(np.sqrt(np.median(v)))
 
 
 def _facts(
@@ -157,7 +174,12 @@ def _heterogeneity(
         i2 = max(0.0, 100.0 * (q_fixed - q_df) / q_fixed) if q_fixed > 0 else 0.0
         return Heterogeneity(i2, q_fixed / q_df if q_df > 0 else np.nan, none, none, none)
     vt = typical_variance(data.v, data.x) if q_df > 0 else np.nan
-    tau2_ci = q_profile_interval(data.y, data.v, data.x, level) if q_df >= 1 else none
+    unit = effect_scale(data.v)
+    if q_df >= 1:
+        scaled = q_profile_interval(data.y / unit, data.v / unit**2, data.x, level)
+        tau2_ci = (scaled[0] * unit**2, scaled[1] * unit**2)
+    else:
+        tau2_ci = none
     low, high = tau2_ci
     return Heterogeneity(
         i2=100.0 * tau2 / (tau2 + vt),

@@ -30,7 +30,7 @@ from evalkit.multilevel.satterthwaite import VarparInference, varpar_inference
 from evalkit.multilevel.sm_engine import fit_statsmodels
 from evalkit.multilevel.spec import Level, MixedModelSpec, model_rows, specify
 from evalkit.multilevel.stats import SufficientStats
-from evalkit.multilevel.summaries import icc, prv, r_squared
+from evalkit.multilevel.summaries import check_reference, icc, prv, r_squared
 
 EstimationMethod = Literal["REML", "ML"]
 Engine = Literal["evalkit", "statsmodels"]
@@ -222,6 +222,9 @@ def build_results(
     factors = spec.layout.factors(optimum.theta)
     fit = profile(spec.stats, factors, reml=reml)
     index = pd.Index(spec.terms)
+    beta = np.array(fit.beta, dtype=float)
+    if spec.outcome_shift:
+        beta[spec.terms.index(INTERCEPT)] += spec.outcome_shift
     cov = fit.sigma2 * fit.xtmx_inv
     df, inference = _degrees_of_freedom(
         df_method, spec.stats, spec.layout, optimum.theta, fit.sigma2, spec.frame, reml
@@ -255,7 +258,7 @@ def build_results(
     if spec.dropped.n:
         warnings.append(spec.dropped.describe().rstrip("."))
     return LMMResults(
-        params=pd.Series(fit.beta, index=index),
+        params=pd.Series(beta, index=index),
         cov=pd.DataFrame(cov, index=index, columns=index),
         df=pd.Series(df, index=index),
         nobs=spec.nobs,
@@ -282,7 +285,7 @@ def _with_summaries(result: LMMResults, reference: LMMResults | None) -> LMMResu
     """Add ICCs, R² and (against ``reference``) proportional reductions in variance."""
     facts = dict(result.facts)
     if reference is not None:
-        _check_reference(result, reference)
+        check_reference(result, reference)
     for name, value in icc(result).items():
         facts[f"icc_{name}"] = value
     r2 = r_squared(result)
@@ -293,20 +296,6 @@ def _with_summaries(result: LMMResults, reference: LMMResults | None) -> LMMResu
             facts[f"prv_{name}"] = value
     facts["df_method"] = result.df_method
     return replace(result, facts=facts)
-
-
-def _check_reference(result: LMMResults, reference: LMMResults) -> None:
-    """A reference model must be a fit of the same outcome on the same rows."""
-    same = reference.specification is not None and (
-        reference.frame.y.shape == result.frame.y.shape
-        and np.array_equal(reference.frame.y, result.frame.y)
-    )
-    if not same:
-        raise EvalkitInputError(
-            "reference must be a fit of the same outcome to the same rows (usually the null "
-            f"model); it has {reference.nobs} rows of {reference.formula!r}, this fit "
-            f"{result.nobs} rows of {result.formula!r}."
-        )
 
 
 def _degrees_of_freedom(

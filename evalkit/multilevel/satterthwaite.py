@@ -144,14 +144,18 @@ def varpar_inference(
 ) -> VarparInference:
     """``A = 2H⁻¹`` (positive eigen-directions only) and the Jacobian of C at φ̂."""
     deviance, covbeta = varpar_functions(stats, layout, reml=reml)
-    point = np.r_[theta, sigma]
-    h = hessian(deviance, point)
+    # Differentiate in (θ, σ/σ̂): θ is already relative to σ, and σ/σ̂ makes the finite
+    # differences (and the eigenvalue cut-off) independent of the outcome's units.
+    units = np.r_[np.ones(theta.size), sigma]
+    point = np.r_[theta, 1.0]
+    h = hessian(lambda u: deviance(u * units), point)
     values, vectors = np.linalg.eigh(0.5 * (h + h.T))
     positive = values > EIGEN_TOL
     inverse = (vectors[:, positive] / values[positive]) @ vectors[:, positive].T
+    slices = jacobian(lambda u: covbeta(u * units), point)
     return VarparInference(
-        vcov_varpar=2.0 * inverse,
-        jacobian=jacobian(covbeta, point),
-        cov=covbeta(point),
+        vcov_varpar=2.0 * inverse * np.outer(units, units),
+        jacobian=slices / units[:, None, None],
+        cov=covbeta(point * units),
         negative_eigenvalues=int(np.sum(values < -EIGEN_TOL)),
     )

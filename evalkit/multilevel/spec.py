@@ -17,6 +17,7 @@ import pandas as pd
 from formulaic import Formula
 
 from evalkit.core import (
+    INTERCEPT,
     Dropped,
     EvalkitInputError,
     MissingPolicy,
@@ -98,6 +99,9 @@ class MixedModelSpec:
     data: pd.DataFrame = field(repr=False)
     rows_used: np.ndarray = field(repr=False)
     missing: str = "drop"
+    outcome_shift: float = 0.0
+    """The constant subtracted from the outcome in ``stats`` (its mean, when the model
+    has an intercept); the intercept estimated from ``stats`` is short by it."""
 
     @property
     def nobs(self) -> int:
@@ -166,9 +170,15 @@ def model_rows(formula: str, data: pd.DataFrame, *, missing: MissingPolicy) -> M
     used = sorted(fixed_variables | random_columns | grouping_columns)
     require_columns(data, used)
     complete, dropped = complete_cases(data, used, missing)
+    if complete.empty:
+        raise EvalkitInputError(
+            f"no complete rows: every row misses one of {', '.join(used)} ({dropped.describe()})"
+        )
     for upper, lower in parsed.nested:
         check_nested_ids(complete, upper, lower)
+    _check_categories(complete, sorted(fixed_variables))
     order, all_codes = nesting_order(complete, [lv.grouping for lv in levels])
+    _check_identified([levels[i] for i in order], [all_codes[i] for i in order], len(complete))
     return ModelRows(
         parsed=parsed,
         levels=tuple(levels[i] for i in order),
@@ -177,6 +187,40 @@ def model_rows(formula: str, data: pd.DataFrame, *, missing: MissingPolicy) -> M
         used=tuple(used),
         dropped=dropped,
     )
+
+
+def _check_categories(complete: pd.DataFrame, variables: list[str]) -> None:
+    """A categorical predictor needs two categories among the rows fitted."""
+    for name in variables:
+        if name not in complete.columns:
+            continue
+        column = complete[name]
+        categorical = not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(
+            column
+        )
+        if categorical and column.nunique() < 2:
+            value = column.iloc[0] if len(column) else None
+            raise EvalkitInputError(
+                f"the categorical predictor {name!r} has a single category ({value!r}) in the "
+                "rows fitted; it cannot be estimated. Drop it or check its coding."
+            )
+
+
+def _check_identified(levels: list[Level], codes: list[np.ndarray], n: int) -> None:
+    """Every grouping level needs several groups, and fewer groups than rows (else its
+    intercept variance is confounded with the residual), as lme4 requires."""
+    for level, group in zip(levels, codes, strict=True):
+        count = int(group.max()) + 1 if group.size else 0
+        if count < 2:
+            raise EvalkitInputError(
+                f"the grouping level {level.name} has a single group in the data; its "
+                "variance is not identified. Remove its random term (or fit a fixed model)."
+            )
+        if count >= n and "1" in level.columns:
+            raise EvalkitInputError(
+                f"the grouping level {level.name} has one row per group ({count} groups, "
+                f"{n} rows): its random intercept is confounded with the residual."
+            )
 
 
 def specify(formula: str, data: pd.DataFrame, *, missing: MissingPolicy = "drop") -> MixedModelSpec:
@@ -214,8 +258,12 @@ def specify(formula: str, data: pd.DataFrame, *, missing: MissingPolicy = "drop"
         raise EvalkitInputError(f"the outcome {rows.parsed.response!r} has no variance.")
     q_total = sum(len(lv.columns) for lv in rows.levels)
     p = len(terms)
+    shift = _outcome_shift(frame, terms)
+    outcome = design[:, -1].copy()
+    design[:, -1] -= shift  # the statistics see the centred outcome (see _outcome_shift)
     stats = build(design, list(frame.codes), [len(lv.columns) for lv in rows.levels], p)
-    del design
+    design[:, -1] = outcome
+    del design, outcome
     _check_rank(stats.cross[:, q_total : q_total + p, q_total : q_total + p].sum(axis=0), terms)
     return MixedModelSpec(
         formula=formula,
@@ -230,7 +278,23 @@ def specify(formula: str, data: pd.DataFrame, *, missing: MissingPolicy = "drop"
         data=data,
         rows_used=np.flatnonzero(data[list(rows.used)].notna().all(axis=1).to_numpy()),
         missing=missing,
+        outcome_shift=shift,
     )
+
+
+def _outcome_shift(frame: ModelFrame, terms: tuple[str, ...]) -> float:
+    """The outcome's mean when the model has an intercept, else 0.
+
+    With an intercept, subtracting a constant from the outcome changes only the
+    intercept, by that constant; the residual sums of squares the likelihood needs are
+    then computed from centred values, so an outcome far from zero (scores around
+    10⁶, a year) loses no precision to cancellation."""
+    if INTERCEPT not in terms:
+        return 0.0
+    column = frame.x[:, terms.index(INTERCEPT)]
+    if not np.all(column == 1.0):
+        return 0.0
+    return float(frame.y.mean())
 
 
 def _model_frame(

@@ -29,6 +29,20 @@ def _components(result: LMMResults) -> VarianceComponents:
     return result.variance_components
 
 
+def check_reference(result: LMMResults, reference: LMMResults) -> None:
+    """A reference model must be a fit of the same outcome on the same rows."""
+    same = reference.specification is not None and (
+        reference.frame.y.shape == result.frame.y.shape
+        and np.array_equal(reference.frame.y, result.frame.y)
+    )
+    if not same:
+        raise EvalkitInputError(
+            "reference must be a fit of the same outcome to the same rows (usually the null "
+            f"model); it has {reference.nobs} rows of {reference.formula!r}, this fit "
+            f"{result.nobs} rows of {result.formula!r}."
+        )
+
+
 def icc(result: LMMResults) -> dict[str, float]:
     """Intraclass correlation of each level: its intercept variance over the total
     (all intercept variances plus the residual). With random slopes the ICC refers to
@@ -123,6 +137,8 @@ def effect_size(
     check_option("standardizer", standardizer, Standardizer)
     if term not in result.params.index:
         raise EvalkitInputError(f"term {term!r} is not a fixed effect of the model.")
+    if reference is not None:
+        check_reference(result, reference)
     source = reference if reference is not None else result
     tau = intercept_variances(source)
     if standardizer == "total":

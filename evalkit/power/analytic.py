@@ -106,7 +106,30 @@ def _values(
     return values
 
 
+def _check_types(design: Design, v: dict[str, Any], skip: str | None) -> None:
+    """Numbers are finite real numbers (not text, not true/false), ``two_tailed`` is
+    true or false, and counts (covariates, clusters) are whole."""
+    for name, value in v.items():
+        if name == skip:
+            continue
+        if name == "two_tailed":
+            if not isinstance(value, bool | np.bool_):
+                raise EvalkitInputError(f"two_tailed must be True or False, got {value!r}.")
+            continue
+        if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
+            raise EvalkitInputError(f"{name} must be a number, got {value!r}.")
+        if not np.isfinite(value):
+            raise EvalkitInputError(f"{name} must be a finite number, got {value!r}.")
+    counts = ["g", *(s for s in design.sizes if s != "n")]
+    for name in counts:
+        if name != skip and name in v and float(v[name]) != round(float(v[name])):
+            raise EvalkitInputError(
+                f"{name} counts units and must be a whole number, got {v[name]!r}."
+            )
+
+
 def _check(design: Design, v: dict[str, Any], skip: str | None) -> None:
+    _check_types(design, v, skip)
     for name in ("alpha", "power", "p"):
         value = v[name]
         if not isinstance(value, (int, float)) or not 0 < value < 1:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from evalkit.core import EvalkitInputError, require_columns
+from evalkit.core import EvalkitInputError, describe_rows, require_columns
 from evalkit.tables._format import fmt_number
 from evalkit.tables._suppression import DEFAULT_THRESHOLD, suppress_counts
 from evalkit.tables._table import Table
@@ -85,6 +85,11 @@ def descriptive_table(
     for name in labels:
         if not pd.api.types.is_numeric_dtype(data[name]) or pd.api.types.is_bool_dtype(data[name]):
             raise EvalkitInputError(f"column {name!r} must be numeric to be described.")
+        infinite = np.isinf(data[name].to_numpy(dtype=float, na_value=np.nan))
+        if infinite.any():
+            raise EvalkitInputError(
+                f"column {name!r} has infinite values at {describe_rows(list(data.index), infinite)}."
+            )
     for name in groups_by:
         missing = data[name].isna()
         if missing.any():

@@ -175,9 +175,10 @@ def _first_pinned(
     """The first small suppressed entry whose value the published table determines."""
     if not suppressed.any():
         return None
+    on_cycle = _on_positive_cycle(lines, values, suppressed)
     a_eq, b_eq, unknown = _equations(lines, values, suppressed)
     for k, entry in enumerate(unknown):
-        if not 0 < values[entry] < threshold:
+        if not 0 < values[entry] < threshold or entry in on_cycle:
             continue
         if a_eq.shape[0] == 0:
             continue
@@ -189,6 +190,93 @@ def _first_pinned(
         if low.status == 0 and upper - low.fun < 1.0:  # whole numbers: width < 1 pins it
             return int(entry)
     return None
+
+
+def _on_positive_cycle(
+    lines: list[tuple[int, list[int]]],
+    values: npt.NDArray[np.float64],
+    suppressed: npt.NDArray[np.bool_],
+) -> set[int]:
+    """Suppressed entries that lie on a cycle of suppressed, non-empty entries.
+
+    The table with its margins is a grid in which every row and every column adds up
+    (the totals are the last row and column). Take its rows and columns as nodes and
+    each suppressed entry as an edge between its row and its column. Adding and
+    subtracting δ alternately around a cycle of such edges keeps every published sum,
+    so an entry on a cycle whose entries are all at least 1 can move by at least 1 in
+    both directions: it is not pinned, and the linear-programming audit can skip it.
+    An entry on no such cycle (a bridge) goes to the exact audit.
+    """
+    edges = _grid_edges(lines, values, suppressed)
+    if not edges:
+        return set()
+    adjacency: dict[int, list[tuple[int, int]]] = {}
+    for entry, (u, v) in edges.items():
+        adjacency.setdefault(u, []).append((v, entry))
+        adjacency.setdefault(v, []).append((u, entry))
+    bridges = _bridges(adjacency)
+    return {entry for entry in edges if entry not in bridges}
+
+
+def _grid_edges(
+    lines: list[tuple[int, list[int]]],
+    values: npt.NDArray[np.float64],
+    suppressed: npt.NDArray[np.bool_],
+) -> dict[int, tuple[int, int]]:
+    """Each suppressed, non-empty entry as an edge (row node, column node) of the grid.
+
+    Lines are rows or columns of the grid; an entry lies on two lines, whose indices
+    are its two nodes (the grand total lies on the two margin lines)."""
+    where: dict[int, list[int]] = {}
+    for index, (total, members) in enumerate(lines):
+        for entry in (total, *members):
+            where.setdefault(entry, []).append(index)
+    offset = len(lines)
+    edges = {}
+    for entry, on in where.items():
+        if not suppressed[entry] or values[entry] < 1:
+            continue
+        # An entry on a single line (a one-way table's cells) pairs with a node of its own.
+        u, v = (on[0], on[1]) if len(on) >= 2 else (on[0], offset + entry)
+        edges[entry] = (u, v)
+    return edges
+
+
+def _bridges(adjacency: dict[int, list[tuple[int, int]]]) -> set[int]:
+    """Edges whose removal disconnects their component (Tarjan's low-link, iterative)."""
+    order: dict[int, int] = {}
+    low: dict[int, int] = {}
+    bridges: set[int] = set()
+    counter = 0
+    for root in adjacency:
+        if root in order:
+            continue
+        order[root] = low[root] = counter
+        counter += 1
+        stack = [(root, -1, iter(adjacency[root]))]
+        while stack:
+            node, via, neighbours = stack[-1]
+            advanced = False
+            for neighbour, edge in neighbours:
+                if edge == via:
+                    continue
+                if neighbour in order:
+                    low[node] = min(low[node], order[neighbour])
+                    continue
+                order[neighbour] = low[neighbour] = counter
+                counter += 1
+                stack.append((neighbour, edge, iter(adjacency[neighbour])))
+                advanced = True
+                break
+            if advanced:
+                continue
+            stack.pop()
+            if stack:
+                parent = stack[-1][0]
+                low[parent] = min(low[parent], low[node])
+                if low[node] > order[parent]:
+                    bridges.add(via)
+    return bridges
 
 
 def _partner(

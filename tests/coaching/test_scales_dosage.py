@@ -153,5 +153,7 @@ def test_dosage_bad_input() -> None:
             "date": pd.to_datetime(["2025-09-01"] * 2),
         }
     )
-    with pytest.raises(EvalkitInputError, match="missing or negative session lengths at row 1"):
+    with pytest.raises(
+        EvalkitInputError, match="missing, negative or infinite session lengths at row 1"
+    ):
         coaching_dosage(log, teachers)

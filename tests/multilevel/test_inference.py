@@ -253,12 +253,16 @@ def test_statsmodels_engine_agrees_where_it_converges() -> None:
     # On the random-slope HSB model statsmodels' optimisers fail: that must be visible.
     failed = lmm("mathach ~ 1 + ses_c + (1 + ses_c | school)", _hsb(), engine="statsmodels")
     assert any("convergence" in w for w in failed.warnings)
+    nested = pd.DataFrame(
+        {
+            "y": np.arange(16.0) % 5,
+            "a": np.repeat([1, 2], 8),
+            "b": np.repeat([1, 2, 3, 4], 4),
+            "c": np.repeat(np.arange(8), 2),
+        }
+    )
     with pytest.raises(EvalkitInputError, match="cannot express 3 grouping levels"):
-        lmm(
-            "y ~ 1 + (1 | a/b/c)",
-            pd.DataFrame({"y": [1.0, 2, 3, 4], "a": 1, "b": [1, 1, 2, 2], "c": [1, 2, 3, 4]}),
-            engine="statsmodels",
-        )
+        lmm("y ~ 1 + (1 | a/b/c)", nested, engine="statsmodels")
 
 
 def test_bad_input_for_inference() -> None:

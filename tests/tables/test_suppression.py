@@ -131,3 +131,19 @@ def test_threshold_must_be_positive_whole_number(threshold: object) -> None:
 def test_counts_must_be_whole_and_non_negative() -> None:
     with pytest.raises(EvalkitInputError, match="non-negative whole numbers"):
         suppress_counts([[10, -1]])
+
+
+def test_a_hundred_by_hundred_table_is_protected_line_by_line() -> None:
+    """The table that used to hang the linear-programming audit (100 × 100 counts of
+    0–24): every small cell is hidden and every line hides none or at least two
+    entries, at least ``threshold`` students where its total is published. (Time is
+    measured in benchmarks/tables.py, not asserted here.)"""
+    table = np.random.default_rng(1).integers(0, 25, (100, 100)).astype(float)
+    result = suppress_counts(table, threshold=10)
+    small = (table > 0) & (table < 10)
+    assert result.cells[small].all()
+    for total, total_hidden, members, hidden in _lines(table, result):
+        n_hidden = int(hidden.sum()) + int(total_hidden)
+        assert n_hidden != 1
+        if n_hidden and not total_hidden:
+            assert members[hidden].sum() >= 10 or total == 0
