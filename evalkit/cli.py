@@ -45,6 +45,35 @@ def _number(name: str, value: str) -> float:
     return number
 
 
+def _encoding(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--encoding",
+        default="utf-8",
+        help="text encoding of the CSV file (default utf-8; e.g. latin-1, cp1252)",
+    )
+
+
+def read_table(path: Path, encoding: str = "utf-8") -> pd.DataFrame:
+    """Read a CSV file; an encoding problem names the file, the first bad byte and its
+    line, and the option that fixes it."""
+    try:
+        return pd.read_csv(path, encoding=encoding)
+    except UnicodeDecodeError:
+        raw = Path(path).read_bytes()
+        try:
+            raw.decode(encoding)
+            where = ""
+        except UnicodeDecodeError as error:
+            line = raw[: error.start].count(b"\n") + 1
+            where = f" (byte 0x{raw[error.start]:02x} on line {line})"
+        raise EvalkitInputError(
+            f"{path} is not valid {encoding} text{where}; save it as UTF-8, or pass "
+            "--encoding with the file's encoding (for example --encoding latin-1 or cp1252)."
+        ) from None
+    except LookupError:
+        raise EvalkitInputError(f"--encoding {encoding!r} is not a known text encoding.") from None
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="folder for tables and figures")
     parser.add_argument(
@@ -78,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     meta = sub.add_parser("meta", help="meta-analysis of a CSV of effect sizes")
     meta.add_argument("csv", type=Path)
+    _encoding(meta)
     meta.add_argument("--effect", required=True, help="effect-size column")
     meta.add_argument("--variance", required=True, help="sampling-variance column")
     meta.add_argument("--method", default="REML", help="tau^2 estimator (REML, ML, DL, ...)")
@@ -94,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lmm.add_argument("formula")
     lmm.add_argument("csv", type=Path)
+    _encoding(lmm)
     lmm.add_argument("--method", default="REML", choices=("REML", "ML"))
     lmm.add_argument(
         "--df-method",
@@ -183,7 +214,7 @@ def _meta(args: argparse.Namespace) -> int:
     from evalkit import meta
     from evalkit.tables import meta_summary_table
 
-    data = pd.read_csv(args.csv)
+    data = read_table(args.csv, args.encoding)
     if args.study:
         data = data.reset_index(drop=True)
         data["_es_id"] = range(1, len(data) + 1)
@@ -221,7 +252,8 @@ def _lmm(args: argparse.Namespace) -> int:
     from evalkit.multilevel import lmm
     from evalkit.tables import regression_table
 
-    fit = lmm(args.formula, pd.read_csv(args.csv), method=args.method, df_method=args.df_method)
+    data = read_table(args.csv, args.encoding)
+    fit = lmm(args.formula, data, method=args.method, df_method=args.df_method)
     _emit(
         args,
         {"lmm": regression_table({"Model": fit}, title=args.formula)},

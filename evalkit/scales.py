@@ -76,6 +76,11 @@ def cronbach_alpha(items: pd.DataFrame, *, level: float = 0.95) -> tuple[float, 
         )
     item_var = complete.var(axis=0, ddof=1).sum()
     total_var = complete.sum(axis=1).var(ddof=1)
+    if total_var <= 0:
+        raise EvalkitInputError(
+            "Cronbach's α is undefined: every respondent has the same total score "
+            "(the items do not vary)."
+        )
     alpha = k / (k - 1) * (1 - item_var / total_var)
     df1, df2 = n - 1, (n - 1) * (k - 1)
     tail = (1 - level) / 2
@@ -234,6 +239,10 @@ def icc_aggregation(scores: pd.Series, groups: pd.Series) -> tuple[float, float]
 def rwg_j(items: pd.DataFrame, groups: pd.Series, *, options: int) -> pd.Series:
     """r_wg(j) per group against a uniform null with ``options`` response categories,
     on each group's complete responses (as Bliese's multilevel package)."""
+    if isinstance(options, bool) or not isinstance(options, int | np.integer) or options < 2:
+        raise EvalkitInputError(
+            f"options is the number of response categories (at least 2), got {options!r}."
+        )
     null_variance = (options**2 - 1) / 12.0
     k = items.shape[1]
     complete = items.notna().all(axis=1)
@@ -320,6 +329,11 @@ def school_conditions(
     ``schools``: every school the analysis needs; a school with no scored response
     on a construct is an error that names it.
     """
+    if not constructs:
+        raise EvalkitInputError(
+            "constructs is empty: give each construct's items, e.g. "
+            "{'leadership': ['lead1', 'lead2', 'lead3']}."
+        )
     require_columns(survey, [school])
     unassigned = survey[school].isna().to_numpy()
     if unassigned.any():

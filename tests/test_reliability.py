@@ -4,6 +4,7 @@ wrong: one regression test per case found by the reliability review (issue 14)."
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -200,3 +201,71 @@ def test_coaching_paths_refuse_duplicated_lookups_and_moved_teachers() -> None:
     survey.loc[survey.index[4], "school_id"] = np.nan
     with pytest.raises(EvalkitInputError, match="survey responses without a school_id at row 4"):
         school_conditions(survey, SURVEY_ITEMS, reverse=REVERSED_ITEMS)
+
+
+def test_former_raw_errors_are_named(students: pd.DataFrame) -> None:
+    sat = evalkit.datasets.load("kalaian1996").assign(es_id=lambda d: range(len(d)))
+    with pytest.raises(EvalkitInputError, match="rho = 1 makes the sampling covariance"):
+        meta.multilevel(sat, effect="yi", variance="vi", levels=["study", "es_id"], rho=1.0)
+    with pytest.raises(EvalkitInputError, match="needs several studies"):
+        meta.robumeta(
+            sat[sat.study == sat.study.iloc[0]], effect="yi", variance="vi", study="study"
+        )
+    holes = sat.assign(study=sat.study.where(sat.index != 3))
+    with pytest.raises(EvalkitInputError, match="study has missing IDs at row 3"):
+        meta.aggregate_effects(holes, effect="yi", variance="vi", cluster="study", rho=0.6)
+    with pytest.raises(EvalkitInputError, match="a parenthesis is opened and not closed"):
+        lmm("achievement ~ (prior + (1 | school_id)", students)
+    with pytest.raises(EvalkitInputError, match="a parenthesis is opened and not closed"):
+        meta.meta_regression(sat, effect="yi", variance="vi", moderators="(hrs")
+    with pytest.raises(EvalkitInputError, match="the outcome 'label' must be numeric"):
+        lmm("label ~ prior + (1 | school_id)", students.assign(label="x"))
+    tiny = pd.DataFrame({"yi": [0.1, 0.25, 0.3, 0.05], "vi": [1e-300, 2e-300, 1e-300, 3e-300]})
+    fit = meta.random_effects(tiny, effect="yi", variance="vi")
+    assert np.isfinite(fit.params.iloc[0]) and np.isfinite(fit.h2)
+
+
+def test_one_effect_per_study_is_fitted_and_flagged() -> None:
+    """A multilevel model whose inner level has one group per outer group: the two
+    components are not separately identified, but the pooled estimate is (it equals the
+    univariate random-effects estimate); the fit says so instead of crashing."""
+    calendars = evalkit.datasets.load("konstantopoulos2011")
+    one = calendars.groupby("district").head(1).reset_index(drop=True)
+    fit = meta.multilevel(one, effect="yi", variance="vi", levels=["district", "school"])
+    univariate = meta.random_effects(one, effect="yi", variance="vi")
+    assert fit.params.iloc[0] == pytest.approx(univariate.params.iloc[0], rel=1e-6)
+    assert fit.variance_components is not None
+    total = sum(fit.variance_components.intercept_variances().values())
+    assert total == pytest.approx(univariate.tau2, rel=1e-5)
+    assert any("not separately identified" in w for w in fit.warnings)
+    assert meta.robust(fit, "district").std_errors.iloc[0] > 0
+    assert len(meta.leave_one_out(fit)) == len(one)
+
+
+def test_cli_names_encoding_problems(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "studies.csv"
+    path.write_bytes(b"yi,vi,study\n0.1,0.02,Caf\xe9\n0.2,0.03,B\n0.3,0.02,C\n")
+    assert main(["meta", str(path), "--effect", "yi", "--variance", "vi"]) == 2
+    assert "byte 0xe9 on line 2" in capsys.readouterr().err
+    code = main(["meta", str(path), "--effect", "yi", "--variance", "vi", "--encoding", "latin-1"])
+    assert code == 0
+
+
+def test_treatment_codes_are_read_or_refused(students: pd.DataFrame) -> None:
+    """'Yes'/'No' (or True/False) used to fit coached[T.Yes] and return an empty effects
+    table without a word; now they are converted and reported, or refused."""
+    from evalkit.coaching import achievement_models
+
+    plain = achievement_models(students)
+    words = achievement_models(
+        students.assign(coached=np.where(students.coached == 1, "Yes", "No"))
+    )
+    flags = achievement_models(students.assign(coached=students.coached == 1))
+    np.testing.assert_allclose(words.effects["effect_size"], plain.effects["effect_size"])
+    np.testing.assert_allclose(flags.effects["effect_size"], plain.effects["effect_size"])
+    assert any("'Yes' → 1" in note for note in words.table().notes)
+    assert any("True/False" in note for note in flags.table().notes)
+    with pytest.raises(EvalkitInputError, match="cannot read as coached or comparison"):
+        achievement_models(students.assign(coached=np.where(students.coached == 1, "A", "B")))
+    with pytest.raises(EvalkitInputError, match="must be coded 0/1"):
+        achievement_models(students.assign(coached=students.coached * 2))

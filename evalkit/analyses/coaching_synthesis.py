@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     metafor = reference("metafor_sat_reference")
     sat = evalkit.datasets.load("kalaian1996")
     sat["math"] = (sat["outcome"] == "math").astype(int)
-    result = synthesize(sat, moderators="math + hrs + ets + homework", rho=0.66)
+    # homework has two 'l' entries (Reynolds & Oberman; a typo for 1 in the source data):
+    # metafor reads the column as a factor, so the categorical coding is declared here.
+    result = synthesize(sat, moderators="math + hrs + ets + C(homework)", rho=0.66)
     assert result.moderated is not None
     tables = {
         "overall": meta_summary_table(

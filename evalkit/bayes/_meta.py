@@ -19,7 +19,13 @@ import pandas as pd
 
 from evalkit.bayes._lmm import _sample
 from evalkit.bayes._results import BayesResults, diagnostics_of, sampling_warnings
-from evalkit.core import INTERCEPT, EvalkitInputError, VarianceComponents, require_columns
+from evalkit.core import (
+    INTERCEPT,
+    EvalkitInputError,
+    VarianceComponents,
+    read_formula,
+    require_columns,
+)
 
 
 def meta_analysis(
@@ -136,7 +142,6 @@ def _inputs(
     moderators: str | None,
     levels: Sequence[str] | None,
 ) -> _Inputs:
-    from formulaic import Formula
 
     require_columns(data, [effect, variance, *(levels or [])])
     frame = data.reset_index(drop=True)
@@ -149,7 +154,9 @@ def _inputs(
             f"column {effect!r} has missing or non-finite effect sizes; drop them first."
         )
     if moderators:
-        matrix = Formula(moderators).get_model_matrix(frame, output="pandas")
+        matrix = read_formula(moderators, what="moderator formula").get_model_matrix(
+            frame, output="pandas"
+        )
         x = matrix.to_numpy(dtype=float)
         terms = [str(c) for c in matrix.columns]
     else:

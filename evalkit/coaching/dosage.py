@@ -13,10 +13,12 @@ CLOSING = ("debrief", "feedback")
 
 def _cycles(activities: pd.Series) -> int:
     """Completed cycles: an observation or modelling session followed (later) by a
-    debrief or feedback session; each closing session completes at most one cycle."""
+    debrief or feedback session; each closing session completes at most one cycle.
+    Activity labels are compared without case or surrounding spaces ("Observe")."""
     open_cycle = False
     count = 0
-    for activity in activities:
+    for raw in activities:
+        activity = str(raw).strip().lower() if isinstance(raw, str) else raw
         if activity in OPENING:
             open_cycle = True
         elif activity in CLOSING and open_cycle:
@@ -31,6 +33,28 @@ def school_year(dates: pd.Series) -> pd.Series:
     return (dates.dt.year - (dates.dt.month < 8).astype(int)).rename("school_year")
 
 
+def parse_dates(values: pd.Series, name: str, date_format: str | None = None) -> pd.Series:
+    """Dates from text or datetimes; unreadable or missing dates are an error naming
+    the rows and the values found there."""
+    from evalkit.core import describe_rows
+
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = values
+    elif date_format is not None:
+        parsed = pd.to_datetime(values, format=date_format, errors="coerce")
+    else:
+        parsed = pd.to_datetime(values, format="mixed", errors="coerce")
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        examples = ", ".join(repr(v) for v in values[bad].head(3))
+        hint = "" if date_format else "; pass date_format= (e.g. '%d/%m/%Y') for other layouts"
+        raise EvalkitInputError(
+            f"column {name!r} has missing or unreadable dates at "
+            f"{describe_rows(list(values.index), bad)} ({examples}){hint}."
+        )
+    return parsed
+
+
 def coaching_dosage(
     log: pd.DataFrame,
     teachers: pd.DataFrame,
@@ -41,13 +65,17 @@ def coaching_dosage(
     activity: str | None = "activity",
     date: str | None = "date",
     by_year: bool = False,
+    date_format: str | None = None,
 ) -> pd.DataFrame:
     """Hours, sessions and completed cycles per teacher (and per school year).
 
     Every teacher in ``teachers`` gets a row; assigned teachers without log rows get
     zero dosage (not a missing value), as do comparison teachers. Log rows for
     teachers absent from ``teachers`` are an error that names them, as are negative
-    or missing session lengths.
+    or missing session lengths. Dates are parsed (ISO, US month/day/year text, Excel
+    dates read by pandas; ``date_format`` for anything else, e.g. ``"%d.%m.%Y"``) so that
+    sessions are ordered in time, never as text; a date that cannot be read is an error
+    naming its rows.
     """
     require_columns(
         log, [teacher, minutes] + ([activity] if activity else []) + ([date] if date else [])
@@ -74,14 +102,16 @@ def coaching_dosage(
             f"{describe_rows(list(log.index), bad.to_numpy())}."
         )
     frame = log.assign(_minutes=length)
+    if date:
+        frame["_date"] = parse_dates(log[date], date, date_format)
     keys = [teacher]
     if by_year:
         if not date:
             raise EvalkitInputError("by_year=True needs the session date column.")
-        frame["school_year"] = school_year(frame[date]).to_numpy()
+        frame["school_year"] = school_year(frame["_date"]).to_numpy()
         keys.append("school_year")
     if date:
-        frame = frame.sort_values([*keys, date], kind="stable")
+        frame = frame.sort_values([*keys, "_date"], kind="stable")
     grouped = frame.groupby(keys)
     out = pd.DataFrame(
         {

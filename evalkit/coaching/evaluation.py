@@ -167,8 +167,9 @@ def moderation_table(
     for label, sequence in (("Instruction", instruction), ("Achievement", achievement)):
         fit = sequence.models["Moderation"]
         slopes = simple_slopes(fit, sequence.treatment, moderator)
-        for _, row in slopes.iterrows():
-            level = {-1.0: "low (−1 SD)", 0.0: "mean", 1.0: "high (+1 SD)"}[float(row[moderator])]
+        names = ("low (mean − 1 SD", "mean (", "high (mean + 1 SD")
+        for name, (_, row) in zip(names, slopes.iterrows(), strict=True):
+            level = f"{name}{'' if name.endswith('(') else ', '}{fmt_number(row[moderator], 2)})"
             rows[f"{label}, {moderator} {level}"] = [
                 fmt_number(row["slope"], 3), f"[{fmt_number(row['ci_low'], 3)}, {fmt_number(row['ci_high'], 3)}]",
             ]  # fmt: skip

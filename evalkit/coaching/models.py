@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from evalkit.core import Dropped, EvalkitInputError, describe_rows, merge_lookup, require_columns
@@ -32,6 +33,7 @@ class ModelSequence:
     standardizer: str
     metric: str
     dropped: Dropped = field(default_factory=Dropped)
+    conversions: tuple[str, ...] = ()
 
     def table(self, *, digits: int = 2, title: str | None = None) -> Table:
         """Side-by-side table: fixed effects (SE), variance components, ICCs,
@@ -51,6 +53,7 @@ class ModelSequence:
         ]
         if self.dropped.n:
             notes.append(f"Before fitting, {self.dropped.describe()}")
+        notes.extend(self.conversions)
         shown = [
             str(t)
             for t in dict.fromkeys(t for m in self.models.values() for t in m.params.index)
@@ -126,7 +129,15 @@ def fit_sequence(
     dropped: Dropped | None = None,
 ) -> ModelSequence:
     """Fit the four models; the covariates model adds ``covariates`` (including the
-    moderators' main effects), the moderation model the treatment × moderator terms."""
+    moderators' main effects), the moderation model the treatment × moderator terms.
+
+    The treatment must be coded 0/1; true/false and the usual words (yes/no, y/n,
+    coached/comparison, treatment/control, treated/untreated, in any case) are
+    converted to 1/0 and the conversion is reported in the table notes; any other codes
+    are an error naming them."""
+    require_columns(data, [treatment])
+    coded, conversion = treatment_indicator(data[treatment], treatment)
+    data = data.assign(**{treatment: coded})
     null = lmm(f"{outcome} ~ 1 + {random}", data, df_method=df_method)
     steps = {
         "Null": null,
@@ -153,8 +164,47 @@ def fit_sequence(
         )
     return ModelSequence(
         outcome, treatment, steps, _effects(steps, treatment, standardizer), standardizer, metric,
-        dropped or Dropped(),
+        dropped or Dropped(), (conversion,) if conversion else (),
     )  # fmt: skip
+
+
+TREATMENT_WORDS = {
+    "yes": 1, "no": 0, "y": 1, "n": 0, "true": 1, "false": 0, "t": 1, "f": 0,
+    "coached": 1, "comparison": 0, "treatment": 1, "control": 0, "treated": 1,
+    "untreated": 0, "1": 1, "0": 0, "1.0": 1, "0.0": 0,
+}  # fmt: skip
+"""Treatment codes read as coached (1) or comparison (0), compared without case."""
+
+
+def treatment_indicator(values: pd.Series, name: str) -> tuple[pd.Series, str]:
+    """The treatment as 0/1 floats, and a sentence reporting any conversion (empty when
+    it was 0/1 already). Unknown codes, and anything but two groups, are errors."""
+    present = values.dropna()
+    if pd.api.types.is_bool_dtype(values) or (
+        values.dtype == object and present.map(lambda v: isinstance(v, bool | np.bool_)).all()
+    ):
+        return values.map({True: 1.0, False: 0.0}), f"{name}: True/False read as 1/0."
+    if pd.api.types.is_numeric_dtype(values):
+        codes = set(present.unique().tolist())
+        if codes <= {0, 1}:
+            return values.astype(float), ""
+        shown = ", ".join(map(str, sorted(codes)[:6]))
+        raise EvalkitInputError(
+            f"the treatment column {name!r} must be coded 0/1 (comparison/coached); it has {shown}."
+        )
+    words = present.astype(str).str.strip().str.lower()
+    unknown = sorted(set(words) - set(TREATMENT_WORDS))
+    if unknown:
+        found = ", ".join(repr(v) for v in sorted(set(present.astype(str)))[:6])
+        raise EvalkitInputError(
+            f"the treatment column {name!r} has codes evalkit cannot read as coached or "
+            f"comparison ({found}); recode it to 1/0 (or yes/no, coached/comparison)."
+        )
+    mapped = values.astype(str).str.strip().str.lower().map(TREATMENT_WORDS).astype(float)
+    mapped[values.isna()] = np.nan
+    pairs = sorted({(str(v).strip(), TREATMENT_WORDS[str(v).strip().lower()]) for v in present})
+    listed = ", ".join(f"{code!r} → {value}" for code, value in pairs)
+    return mapped, f"{name}: codes read as {listed}."
 
 
 def standardize_within(data: pd.DataFrame, column: str, by: Sequence[str]) -> pd.Series:

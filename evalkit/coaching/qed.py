@@ -15,15 +15,35 @@ from scipy import stats
 
 from evalkit.adapters import from_linearmodels
 from evalkit.core import (
+    Dropped,
     EvalkitInputError,
     EvalkitWarning,
     ModelResults,
+    complete_cases,
+    describe_rows,
     figure_and_axes,
     require_columns,
 )
 
 WEAK_F = 10.0
 """First-stage F below which an instrument is flagged weak (Staiger & Stock 1997)."""
+
+
+def _model_rows(
+    data: pd.DataFrame, columns: list[str], numeric: list[str]
+) -> tuple[pd.DataFrame, Dropped]:
+    """Complete rows of ``columns`` (the others recorded as dropped) whose ``numeric``
+    columns hold numbers; text in a numeric column is an error naming its rows."""
+    require_columns(data, columns)
+    for name in numeric:
+        values = data[name]
+        if not pd.api.types.is_numeric_dtype(values):
+            bad = (pd.to_numeric(values, errors="coerce").isna() & values.notna()).to_numpy()
+            shown = describe_rows(list(data.index), bad) if bad.any() else "every row"
+            raise EvalkitInputError(
+                f"column {name!r} must be numeric (0/1 for a treatment); non-numeric values at {shown}."
+            )
+    return complete_cases(data, columns, "drop")
 
 
 def _panel(data: pd.DataFrame, unit: str, time: str) -> pd.DataFrame:
@@ -56,13 +76,19 @@ def twfe(
     """
     from linearmodels import PanelOLS
 
-    require_columns(data, [outcome, treated, unit, time, cluster, *covariates])
-    panel = _panel(data, unit, time)
+    frame, dropped = _model_rows(
+        data, [outcome, treated, unit, time, cluster, *covariates], [outcome, treated, *covariates]
+    )
+    panel = _panel(frame, unit, time)
     exog = panel[[treated, *covariates]].astype(float)
     fit = PanelOLS(panel[outcome], exog, entity_effects=True, time_effects=True).fit(
         cov_type="clustered", clusters=panel[[cluster]], group_debias=True
     )
-    return from_linearmodels(fit, model=f"two-way fixed effects, SEs clustered by {cluster}")
+    result = from_linearmodels(
+        fit, model=f"two-way fixed effects, SEs clustered by {cluster}", dropped=dropped
+    )
+    notes = (*result.warnings, dropped.describe().rstrip(".")) if dropped.n else result.warnings
+    return replace(result, warnings=notes)
 
 
 @dataclass(frozen=True)
@@ -230,9 +256,16 @@ def treatment_on_treated(
     """
     from linearmodels import IV2SLS
 
-    require_columns(data, [outcome, received, assigned, cluster, *covariates])
-    frame = data[[outcome, received, assigned, cluster, *covariates]].dropna()
-    dropped = len(data) - len(frame)
+    if received == assigned:
+        raise EvalkitInputError(
+            f"received and assigned are both {received!r}: the instrument (assignment) must be "
+            "a different column from the treatment received."
+        )
+    frame, dropped = _model_rows(
+        data,
+        [outcome, received, assigned, cluster, *covariates],
+        [outcome, received, assigned, *covariates],
+    )
     exog = pd.concat(
         [
             pd.Series(1.0, index=frame.index, name="Intercept"),
@@ -244,7 +277,9 @@ def treatment_on_treated(
         frame[outcome], exog, frame[[received]].astype(float), frame[[assigned]].astype(float)
     ).fit(cov_type="clustered", clusters=frame[cluster])
     result = from_linearmodels(
-        fit, model=f"2SLS: {received} instrumented by {assigned}, SEs clustered by {cluster}"
+        fit,
+        model=f"2SLS: {received} instrumented by {assigned}, SEs clustered by {cluster}",
+        dropped=dropped,
     )
     first_f = float(result.facts.get("first_stage_F", np.nan))
     notes = list(result.warnings)
@@ -255,6 +290,6 @@ def treatment_on_treated(
         )
         notes.append(message)
         warnings.warn(message, EvalkitWarning, stacklevel=2)
-    if dropped:
-        notes.append(f"{dropped} rows with missing values dropped")
+    if dropped.n:
+        notes.append(dropped.describe().rstrip("."))
     return replace(result, warnings=tuple(notes))

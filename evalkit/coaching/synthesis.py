@@ -16,7 +16,7 @@ import pandas as pd
 
 from evalkit import effectsize as es
 from evalkit import meta
-from evalkit.core import EvalkitInputError, require_columns
+from evalkit.core import EvalkitInputError, read_formula, require_columns
 
 TEMPLATE_COLUMNS = {
     "study": "study label (effect sizes of one study share it)",
@@ -139,9 +139,9 @@ def synthesize(
     moderated = moderated_robust = None
     dropped = 0
     if moderators:
-        from formulaic import Formula
-
-        needed = sorted(str(v) for v in Formula(moderators).required_variables)
+        needed = sorted(
+            str(v) for v in read_formula(moderators, what="moderator formula").required_variables
+        )
         complete = frame.dropna(subset=needed)
         dropped = len(frame) - len(complete)
         moderated = meta.multilevel(

@@ -5,6 +5,7 @@ each other's public ``__init__`` only."""
 
 from evalkit.core.errors import EvalkitInputError, EvalkitWarning
 from evalkit.core.figures import figure_and_axes
+from evalkit.core.formulas import read_formula
 from evalkit.core.missing import MissingPolicy, complete_cases
 from evalkit.core.results import TIDY_COLUMNS, Dropped, ModelResults, z_based
 from evalkit.core.robust import (
@@ -31,7 +32,9 @@ from evalkit.core.validate import (
     broadcast_inputs,
     check_correlation,
     check_option,
+    check_text_in_numbers,
     collinear_terms,
+    declared_categorical,
     describe_rows,
     merge_lookup,
     require,
@@ -71,12 +74,15 @@ __all__ = [
     "broadcast_inputs",
     "check_correlation",
     "check_option",
+    "check_text_in_numbers",
     "collinear_terms",
     "complete_cases",
+    "declared_categorical",
     "describe_rows",
     "figure_and_axes",
     "merge_lookup",
     "pair_term",
+    "read_formula",
     "require",
     "require_columns",
     "sandwich",

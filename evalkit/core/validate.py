@@ -170,6 +170,35 @@ def align_series(fields: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def declared_categorical(formula: str, name: str) -> bool:
+    """Whether ``formula`` wraps ``name`` in ``C(…)``: numeric codes meant as categories
+    (rater or school IDs), which :func:`check_text_in_numbers` leaves alone."""
+    import re
+
+    return re.search(rf"\bC\(\s*{re.escape(name)}\s*[,)]", formula) is not None
+
+
+def check_text_in_numbers(name: str, column: pd.Series) -> None:
+    """Refuse a column that is mostly numbers but holds text (or true/false) values."""
+    numbers = pd.to_numeric(column, errors="coerce")
+    flags = column.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
+    numeric = numbers.notna().to_numpy() & ~flags
+    if numeric.mean() < 0.5:
+        return  # text labels: a categorical predictor
+    if numeric.all():
+        raise EvalkitInputError(
+            f"column {name!r} holds numbers stored as text; convert it with "
+            "pandas.to_numeric (or read the file with the column's type) so that it is not "
+            "treated as a categorical predictor."
+        )
+    bad = ~numeric
+    examples = ", ".join(repr(v) for v in column[bad].head(3))
+    raise EvalkitInputError(
+        f"column {name!r} is numeric but has non-numeric values at "
+        f"{describe_rows(list(column.index), bad)} ({examples}); fix or remove them."
+    )
+
+
 def merge_lookup(
     data: pd.DataFrame, table: pd.DataFrame, on: str | list[str], *, name: str
 ) -> pd.DataFrame:

@@ -36,6 +36,11 @@ def simulate_rollout(
     (0 for never), ``coached`` (in effect that year), ``event_time``, ``true_effect``
     and ``score``.
     """
+    for name, value in {
+        "n_schools": n_schools, "teachers_per_school": teachers_per_school, "years": years,
+    }.items():  # fmt: skip
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise EvalkitInputError(f"{name} must be a whole number of at least 1, got {value!r}.")
     if not 0 <= never_share < 1:
         raise EvalkitInputError(f"never_share must lie in [0, 1), got {never_share!r}.")
     if any(c < first_year or c >= first_year + years for c in cohorts):

@@ -74,6 +74,8 @@ def pool_fixed(effect: ArrayLike, std_error: ArrayLike, *, level: float = 0.95) 
     (0.1702, 0.0577)
     """
     arrays, labels, _ = broadcast_inputs(effect=effect, std_error=std_error)
+    if arrays["effect"].size == 0:
+        raise EvalkitInputError("pool_fixed needs at least one finding; none were given.")
     require(arrays["std_error"] > 0.0, "std_error", labels, "positive")
     weights = 1.0 / arrays["std_error"] ** 2
     estimate = np.sum(weights * arrays["effect"]) / np.sum(weights)

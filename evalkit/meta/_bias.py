@@ -16,7 +16,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from evalkit.core import INTERCEPT, EvalkitInputError, check_correlation, check_option
+from evalkit.core import (
+    INTERCEPT,
+    EvalkitInputError,
+    check_correlation,
+    check_option,
+    describe_rows,
+    require_columns,
+)
 from evalkit.meta._input import MetaData
 from evalkit.meta._results import MetaResults
 
@@ -146,6 +153,16 @@ def aggregate_effects(
 
     check_correlation("rho", rho)
     prepared = prepare(data, effect=effect, variance=variance)
+    require_columns(data, [cluster])
+    missing = data[cluster].isna().to_numpy()
+    if missing.any():
+        raise EvalkitInputError(
+            f"{cluster} has missing IDs at {describe_rows(list(data.index), missing)}."
+        )
+    if rho >= 1.0:
+        raise EvalkitInputError(
+            "rho = 1 makes a cluster's sampling covariance matrix singular; use a value below 1."
+        )
     labels = data[cluster].to_numpy()
     rows = []
     for label in pd.unique(labels):

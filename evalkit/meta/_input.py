@@ -7,14 +7,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from formulaic import Formula, ModelSpec
+from formulaic import ModelSpec
 
 from evalkit.core import (
     INTERCEPT,
     EvalkitInputError,
     as_float_array,
+    check_text_in_numbers,
     collinear_terms,
+    declared_categorical,
     describe_rows,
+    read_formula,
     require_columns,
 )
 
@@ -39,6 +42,12 @@ def _effects_and_variances(
     require_columns(data, [effect, variance])
     y, _ = as_float_array(data[effect], effect)
     v, labels = as_float_array(data[variance], variance)
+    huge = (np.abs(y) > 1e100) | (v > 1e200)
+    if huge.any():
+        raise EvalkitInputError(
+            f"{effect} or {variance} is beyond what double precision can square at "
+            f"{describe_rows(labels, huge)}; rescale the effect sizes."
+        )
     bad = v <= 0
     if bad.any():
         raise EvalkitInputError(
@@ -61,10 +70,14 @@ def prepare(
     y, v = _effects_and_variances(data, effect, variance)
     if moderators is None:
         return MetaData(y, v, np.ones((y.size, 1)), [INTERCEPT], data.index, None, True, data)
-    spec_formula = Formula(moderator_formula(moderators))
+    spec_formula = read_formula(moderator_formula(moderators), what="moderator formula")
     used = sorted(spec_formula.required_variables)
     require_columns(data, [str(u) for u in used])
     for name in used:
+        column = data[str(name)]
+        text = column.dtype == object or pd.api.types.is_string_dtype(column)
+        if text and not declared_categorical(moderators, str(name)):
+            check_text_in_numbers(str(name), column.dropna())
         missing = data[str(name)].isna().to_numpy()
         if missing.any():
             raise EvalkitInputError(
@@ -99,6 +112,13 @@ def new_design(spec: ModelSpec | None, newdata: Any) -> np.ndarray:
     if spec is None:
         raise EvalkitInputError("this model has no moderators; predict() takes no new data.")
     frame = pd.DataFrame(newdata)
+    needed = sorted(str(v) for v in spec.formula.required_variables)
+    missing = [name for name in needed if name not in frame.columns]
+    if missing:
+        raise EvalkitInputError(
+            f"predict() needs the moderator column(s) {', '.join(missing)}; "
+            f"the new data has {', '.join(map(str, frame.columns)) or 'none'}."
+        )
     return np.asarray(spec.get_model_matrix(frame), dtype=np.float64)
 
 

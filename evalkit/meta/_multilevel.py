@@ -102,6 +102,17 @@ def fit_multilevel(
     if rho is not None:
         check_correlation("rho", rho)
     cluster, codes = level_codes(data, levels)
+    if np.unique(codes[0]).size < 2:
+        raise EvalkitInputError(
+            f"the level {levels[0]!r} has a single group; its variance is not identified "
+            "(fit the levels below it, or a univariate model)."
+        )
+    if rho is not None and rho >= 1.0 and pd.Series(cluster).duplicated().any():
+        raise EvalkitInputError(
+            "rho = 1 makes the sampling covariance matrix of every study with several effect "
+            "sizes singular (each is then a single number seen twice); use a value below 1, "
+            "such as 0.8, and check the sensitivity with rho_sensitivity()."
+        )
     y, v, x = meta_data.y, meta_data.v, meta_data.x
     blocks = Blocks(y, v, x, cluster, codes, rho)
     reml = method == "REML"
@@ -115,6 +126,7 @@ def fit_multilevel(
     qe, _ = blocks.sampling_quadratic()
     facts = _facts(meta_data, blocks, convergence, final.loglik, qe, levels, method, rho)
     warnings = _warnings(convergence, levels, variance_scale(y, v))
+    warnings.extend(_unidentified(levels, codes))
     from evalkit.meta._univariate import _omnibus
 
     qm, qm_df, qm_p = _omnibus(final.beta, cov, meta_data.has_intercept, "z", k - p)
@@ -211,6 +223,21 @@ def _warnings(convergence: Convergence, levels: Sequence[str], variance_y: float
     return warnings
 
 
+def _unidentified(levels: Sequence[str], codes: list[np.ndarray]) -> list[str]:
+    """Adjacent levels with as many groups as each other (every outer group holds one
+    inner group: one effect size per study, say) have variance components that only
+    their sum identifies; the split reported is arbitrary, as in metafor."""
+    out = []
+    for depth in range(1, len(levels)):
+        if np.unique(codes[depth]).size == np.unique(codes[depth - 1]).size:
+            out.append(
+                f"the variance components of {levels[depth - 1]} and {levels[depth]} are not "
+                f"separately identified (each {levels[depth - 1]} has one {levels[depth]}): only "
+                "their sum is estimated, and the split between them is arbitrary"
+            )
+    return out
+
+
 def variance_scale(y: np.ndarray, v: np.ndarray) -> float:
     """The data's scale in squared effect units (variance of the effects plus their mean
     sampling variance): tolerances and start values are relative to it, so the fit does
@@ -271,7 +298,10 @@ def _optimise(
             direction = np.linalg.solve(-hess, gradient[free])
         except np.linalg.LinAlgError:
             info = current.information[np.ix_(free, free)]  # type: ignore[index]
-            direction = np.linalg.solve(info, gradient[free])
+            # Components that enter the likelihood only through their sum (a level
+            # with one group per group above it) leave the information singular: take
+            # the minimum-norm step, which keeps their split where it started.
+            direction = np.linalg.lstsq(info, gradient[free], rcond=None)[0]
         step = np.zeros_like(theta)
         step[free] = direction
         size = 1.0

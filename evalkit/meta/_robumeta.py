@@ -79,6 +79,10 @@ def robumeta(
     labels = data[study].to_numpy()[order]
     codes = pd.factorize(labels, sort=True)[0]
     n_studies = int(codes.max()) + 1
+    if n_studies < 2:
+        raise EvalkitInputError(
+            f"robust variance estimation needs several studies; {study!r} has {n_studies}."
+        )
     groups = [np.flatnonzero(codes == j) for j in range(n_studies)]
     k = np.array([g.size for g in groups], dtype=float)
     mean_v = np.array([v[g].mean() for g in groups])

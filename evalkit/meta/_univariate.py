@@ -173,8 +173,8 @@ def _heterogeneity(
     if method == "FE":
         i2 = max(0.0, 100.0 * (q_fixed - q_df) / q_fixed) if q_fixed > 0 else 0.0
         return Heterogeneity(i2, q_fixed / q_df if q_df > 0 else np.nan, none, none, none)
-    vt = typical_variance(data.v, data.x) if q_df > 0 else np.nan
     unit = effect_scale(data.v)
+    vt = typical_variance(data.v / unit**2, data.x) * unit**2 if q_df > 0 else np.nan
     if q_df >= 1:
         scaled = q_profile_interval(data.y / unit, data.v / unit**2, data.x, level)
         tau2_ci = (scaled[0] * unit**2, scaled[1] * unit**2)

@@ -11,6 +11,7 @@ from scipy import stats
 
 from evalkit.core import INTERCEPT, EvalkitInputError, figure_and_axes
 from evalkit.multilevel.frame import Marginal, clusters
+from evalkit.multilevel.spec import require_fit
 
 if TYPE_CHECKING:
     from evalkit.multilevel.model import LMMResults
@@ -26,6 +27,7 @@ def ranef(result: LMMResults) -> dict[str, pd.DataFrame]:
     conditional SD) and ``<effect>_reliability``: ``1 − Var(b̂ − b)/τ``, which for a
     random intercept equals HLM's ``λ_j = τ/(τ + σ²/n_j)`` at known β.
     """
+    require_fit(result, "ranef()")
     if result.frame is None:
         raise EvalkitInputError(
             "this fit kept no model frame; refit it with evalkit.multilevel.lmm."
@@ -71,6 +73,7 @@ def _labels(result: LMMResults, level: int, codes: np.ndarray) -> list[Any]:
 
 def reliability(result: LMMResults) -> dict[str, pd.Series]:
     """Average reliability of each random coefficient per level (HLM's table)."""
+    require_fit(result, "reliability()")
     out = {}
     for name, frame in ranef(result).items():
         columns = [c for c in frame.columns if c.endswith("_reliability")]

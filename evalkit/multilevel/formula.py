@@ -56,6 +56,8 @@ def parse_formula(formula: str) -> ParsedFormula:
     'y ~ 1'
 
     """
+    if not isinstance(formula, str):
+        raise EvalkitInputError(f"formula must be a string, got {type(formula).__name__}.")
     if "~" not in formula:
         raise EvalkitInputError(
             "formula needs a response on the left: 'score ~ predictors + (1 | school)'."

@@ -12,6 +12,7 @@ from scipy import stats
 from evalkit.core import EvalkitInputError, WaldTest
 from evalkit.multilevel.kenward_roger import KenwardRoger
 from evalkit.multilevel.satterthwaite import VarparInference
+from evalkit.multilevel.spec import require_fit
 
 if TYPE_CHECKING:
     from evalkit.multilevel.model import LMMResults
@@ -49,6 +50,7 @@ def f_test(
     scaled F (pbkrtest's ``KRmodcomp``), the smallest containment df of the tested
     columns, ``n − p``, or a chi-square Wald test for ``"none"``.
     """
+    require_fit(result, "f_test()")
     lmat = contrast_matrix(result, terms, contrasts)
     labels = tuple(terms) if terms else tuple(f"L{k + 1}" for k in range(lmat.shape[0]))
     beta = result.params.to_numpy()
@@ -116,6 +118,8 @@ def lrt(smaller: LMMResults, larger: LMMResults) -> LikelihoodRatioTest:
     are refitted by ML first (as lme4's ``anova`` does) and ``refitted`` says so.
     Fits with the same fixed effects are compared on what they were fitted by.
     """
+    require_fit(smaller, "lrt()")
+    require_fit(larger, "lrt()")
     if smaller.nobs != larger.nobs:
         raise EvalkitInputError(
             f"the models were fitted to different rows ({smaller.nobs} and {larger.nobs}); "

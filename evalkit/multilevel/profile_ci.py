@@ -22,6 +22,7 @@ from scipy import optimize, stats
 
 from evalkit.core import INTERCEPT, EvalkitInputError, check_option
 from evalkit.multilevel.satterthwaite import varpar_functions
+from evalkit.multilevel.spec import require_fit
 
 ProfileCriterion = Literal["ML", "REML"]
 
@@ -159,6 +160,9 @@ def profile_intervals(
         (lme4's ``sd_(Intercept)|school``), ``sd_school[x]``,
         ``cor_school[Intercept, x]`` and ``sd_residual`` (lme4's ``sigma``).
     """
+    require_fit(result, "profile_intervals()")
+    if not 0.0 < level < 1.0:
+        raise EvalkitInputError(f"level must lie strictly between 0 and 1, got {level!r}.")
     check_option("criterion", criterion, ProfileCriterion)
     if criterion == "ML" and result.method != "ML":
         result = result.refit(method="ML", df_method="none")

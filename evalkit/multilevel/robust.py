@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from evalkit.core import EvalkitInputError, RobustResults, RobustType, check_option, sandwich
 from evalkit.multilevel.frame import Marginal, clusters
+from evalkit.multilevel.spec import require_fit
 
 if TYPE_CHECKING:
     from evalkit.multilevel.model import LMMResults
@@ -21,6 +22,7 @@ def robust(result: LMMResults, *, type: RobustType = "CR2") -> RobustResults:
     defined on ``n_k × n_k`` matrices, so its cost grows with the square of the
     cluster size.
     """
+    require_fit(result, "robust()")
     check_option("type", type, RobustType)
     if result.frame is None:
         raise EvalkitInputError(

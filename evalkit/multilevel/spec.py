@@ -22,8 +22,11 @@ from evalkit.core import (
     EvalkitInputError,
     MissingPolicy,
     check_option,
+    check_text_in_numbers,
     complete_cases,
+    declared_categorical,
     describe_rows,
+    read_formula,
     require_columns,
 )
 from evalkit.multilevel.engine import ThetaLayout
@@ -135,6 +138,16 @@ class MixedModelSpec:
         return build(design, list(self.frame.codes), widths, self.frame.x.shape[1])
 
 
+def require_fit(result: object, what: str) -> None:
+    """``what`` needs a fit of :func:`~evalkit.multilevel.lmm`'s own engine (it uses the
+    model's design and sufficient statistics): anything else is an error saying so."""
+    if getattr(result, "specification", None) is None:
+        raise EvalkitInputError(
+            f"{what} needs a model fitted by evalkit.multilevel.lmm with engine='evalkit'; "
+            f"got a {type(result).__name__} ({getattr(result, 'model', 'no model')})."
+        )
+
+
 def random_levels(terms: tuple[RandomTerm, ...]) -> list[Level]:
     """Group the random terms by grouping factor (one level per distinct grouping)."""
     by_grouping: dict[tuple[str, ...], list[RandomTerm]] = {}
@@ -164,11 +177,20 @@ def model_rows(formula: str, data: pd.DataFrame, *, missing: MissingPolicy) -> M
         raise EvalkitInputError(f"data must be a pandas DataFrame, got {type(data).__name__}.")
     parsed = parse_formula(formula)
     levels = random_levels(parsed.random)
-    fixed_variables = {str(v) for v in Formula(parsed.fixed).required_variables}
+    fixed_formula = read_formula(parsed.fixed, what="model formula")
+    fixed_variables = {str(v) for v in fixed_formula.required_variables}
     random_columns = {c for lv in levels for c in lv.columns if c != "1"}
     grouping_columns = {g for lv in levels for g in lv.grouping}
     used = sorted(fixed_variables | random_columns | grouping_columns)
     require_columns(data, used)
+    response = parsed.response
+    if response in data.columns and not pd.api.types.is_numeric_dtype(data[response]):
+        raise EvalkitInputError(
+            f"the outcome {response!r} must be numeric; it holds {data[response].dtype} values "
+            f"such as {data[response].dropna().iloc[0]!r}."
+            if data[response].notna().any()
+            else f"the outcome {response!r} has no values."
+        )
     complete, dropped = complete_cases(data, used, missing)
     if complete.empty:
         raise EvalkitInputError(
@@ -176,7 +198,7 @@ def model_rows(formula: str, data: pd.DataFrame, *, missing: MissingPolicy) -> M
         )
     for upper, lower in parsed.nested:
         check_nested_ids(complete, upper, lower)
-    _check_categories(complete, sorted(fixed_variables))
+    _check_categories(complete, sorted(fixed_variables - {response}), parsed.fixed)
     order, all_codes = nesting_order(complete, [lv.grouping for lv in levels])
     _check_identified([levels[i] for i in order], [all_codes[i] for i in order], len(complete))
     return ModelRows(
@@ -189,12 +211,17 @@ def model_rows(formula: str, data: pd.DataFrame, *, missing: MissingPolicy) -> M
     )
 
 
-def _check_categories(complete: pd.DataFrame, variables: list[str]) -> None:
-    """A categorical predictor needs two categories among the rows fitted."""
+def _check_categories(complete: pd.DataFrame, variables: list[str], formula: str) -> None:
+    """A categorical predictor needs two categories among the rows fitted, and a column
+    of numbers with some text in it (an export's "n/a", "high") is not a categorical
+    predictor with hundreds of categories: it is an error naming the text and its rows."""
     for name in variables:
         if name not in complete.columns:
             continue
         column = complete[name]
+        text = column.dtype == object or pd.api.types.is_string_dtype(column)
+        if text and not declared_categorical(formula, name):
+            check_text_in_numbers(name, column)
         categorical = not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(
             column
         )
@@ -250,7 +277,7 @@ def specify(formula: str, data: pd.DataFrame, *, missing: MissingPolicy = "drop"
     """
     rows = model_rows(formula, data, missing=missing)
     frame, design, design_spec = _model_frame(
-        Formula(rows.parsed.fixed), rows.complete, list(rows.levels), list(rows.codes)
+        read_formula(rows.parsed.fixed), rows.complete, list(rows.levels), list(rows.codes)
     )
     terms = tuple(str(c) for c in design_spec.column_names)
     _check_finite(frame, list(terms), rows.parsed.response, rows.complete.index)

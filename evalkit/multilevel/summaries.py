@@ -11,6 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from evalkit.core import EvalkitInputError, VarianceComponents, check_option
+from evalkit.multilevel.spec import require_fit
 
 if TYPE_CHECKING:
     from evalkit.multilevel.model import LMMResults
@@ -47,6 +48,7 @@ def icc(result: LMMResults) -> dict[str, float]:
     """Intraclass correlation of each level: its intercept variance over the total
     (all intercept variances plus the residual). With random slopes the ICC refers to
     units at zero on the slope variables; from the null model it is the usual ICC."""
+    require_fit(result, "icc()")
     tau = intercept_variances(result)
     total = sum(tau.values()) + result.sigma2
     return {name: value / total for name, value in tau.items()}
@@ -68,6 +70,7 @@ def r_squared(result: LMMResults) -> dict[str, float]:
     with Johnson's (2014) random-slope term: ``σ²_f/(σ²_f + σ²_r + σ²)`` and
     ``(σ²_f + σ²_r)/(σ²_f + σ²_r + σ²)``, ``σ²_f`` the variance of the fixed-part
     predictions."""
+    require_fit(result, "r_squared()")
     assert result.frame is not None
     fitted = result.frame.x @ result.params.to_numpy()
     var_f = float(np.var(fitted, ddof=1))
@@ -134,6 +137,7 @@ def effect_size(
     with ``df_method="satterthwaite"``; otherwise S is treated as known). The CI
     uses the coefficient's df.
     """
+    require_fit(result, "effect_size()")
     check_option("standardizer", standardizer, Standardizer)
     if term not in result.params.index:
         raise EvalkitInputError(f"term {term!r} is not a fixed effect of the model.")

@@ -252,9 +252,16 @@ def simulate_power(
     engine
         ``"evalkit"`` or ``"statsmodels"`` (MixedLM, for comparison).
     """
-    points = [designs] if isinstance(designs, SimulationDesign) else list(designs)
-    if not points:
-        raise EvalkitInputError("give at least one design.")
+    if isinstance(designs, SimulationDesign):
+        points = [designs]
+    elif isinstance(designs, list | tuple):
+        points = list(designs)
+    else:
+        raise EvalkitInputError(
+            f"designs must be a SimulationDesign or a list of them, got {type(designs).__name__}."
+        )
+    if not points or not all(isinstance(p, SimulationDesign) for p in points):
+        raise EvalkitInputError("give at least one design, each a SimulationDesign.")
     if replications < 2:
         raise EvalkitInputError(f"replications must be at least 2, got {replications}.")
     if not 0 < alpha < 1:

@@ -38,6 +38,11 @@ def effect_size_table(
         methods = sorted(set(frame["method"])) if "method" in frame else []
     else:
         for name, record in effects.items():
+            if not isinstance(record, EffectSize):
+                raise EvalkitInputError(
+                    f"effect {name!r} is a {type(record).__name__}, not an EffectSize (from "
+                    "evalkit.effectsize); pass effect-size records or a DataFrame."
+                )
             if not isinstance(record.estimate, float):
                 raise EvalkitInputError(
                     f"effect {name!r} is vectorised; pass its to_frame() instead."

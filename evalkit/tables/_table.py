@@ -23,7 +23,7 @@ _LATEX_SPECIAL = {
     "μ": r"$\mu$", "ρ": r"$\rho$", "σ": r"$\sigma$", "τ": r"$\tau$", "φ": r"$\phi$",
     "χ": r"$\chi$", "ω": r"$\omega$", "Σ": r"$\Sigma$", "Δ": r"$\Delta$", "Φ": r"$\Phi$",
     "Ω": r"$\Omega$", "π": r"$\pi$", "ε": r"$\varepsilon$", "ν": r"$\nu$", "ψ": r"$\psi$", "‘": "`", "’": "'",
-    "“": "``", "”": "''",
+    "“": "``", "”": "''", "→": r"$\rightarrow$",
 }  # fmt: skip
 """Every character with a meaning in LaTeX, and every non-ASCII symbol evalkit writes,
 with its LaTeX spelling (text mode, needing no package beyond booktabs)."""

@@ -106,7 +106,9 @@ def test_che_with_moderators_and_htz() -> None:
     fit = meta.multilevel(
         sat,
         effect="yi",
-        moderators="math + hrs + ets + homework",
+        # homework holds two 'l' values (a typo for 1 in the source data): R reads the
+        # column as a factor; here the categorical coding is declared with C().
+        moderators="math + hrs + ets + C(homework)",
         variance="vi",
         levels=["study", "es_id"],
         rho=0.66,
@@ -115,7 +117,7 @@ def test_che_with_moderators_and_htz() -> None:
     robust_fit = meta.robust(fit, sat["study"])
     _check_robust(robust_fit, REF["sat_che_mods_CR2"])
     _check_robust(meta.robust(fit, sat["study"], type="CR1"), REF["sat_che_mods_CR1"])
-    htz = meta.wald_test(robust_fit, ["hrs", "ets", "homework[T.1]"])
+    htz = meta.wald_test(robust_fit, ["hrs", "ets", "C(homework)[T.1]"])
     ref = REF["sat_che_mods_HTZ"]
     np.testing.assert_allclose(htz.statistic, ref["Fstat"], rtol=RTOL_ESTIMATE)
     np.testing.assert_allclose(htz.df_denom, ref["df_denom"], rtol=RTOL_INFERENCE)
