@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/power.py
 	$(BIN)/python benchmarks/coaching.py
 	$(BIN)/python benchmarks/tables.py
+	$(BIN)/python benchmarks/intake.py
 
 clean:
 	rm -rf $(VENV) site results .pytest_cache .mypy_cache .ruff_cache

@@ -105,6 +105,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list the bundled replication analyses")
 
+    evaluate = sub.add_parser(
+        "evaluate", help="the coaching evaluation on a district's own exports (CSV, Excel, Parquet)"
+    )
+    for table, flag in (
+        ("schools", "--schools"), ("teachers", "--teachers"), ("coaching_log", "--log"),
+        ("observations", "--observations"), ("students", "--students"), ("survey", "--survey"),
+    ):  # fmt: skip
+        evaluate.add_argument(flag, dest=table, type=Path, required=table != "survey",
+                              help=f"the {table.replace('_', ' ')} file")  # fmt: skip
+    evaluate.add_argument("--map", dest="mapping", type=Path, default=None,
+                          help="TOML mapping of your column names to evalkit's")  # fmt: skip
+    evaluate.add_argument("--date-format", default=None, help="e.g. %%d/%%m/%%Y")
+    evaluate.add_argument(
+        "--teacher-moves",
+        choices=["error", "first", "most_students", "split"],
+        default="error",
+        help="what a teacher listed under two schools means",
+    )
+    evaluate.add_argument(
+        "--covariate", action="append", default=[], help="a student-table covariate (repeat)"
+    )
+    _encoding(evaluate)
+    evaluate.add_argument("--out", type=Path, default=Path("report"), help="report folder")
+    evaluate.add_argument(
+        "--format", choices=[*FORMATS[:-1], "all"], default="all", help="table format(s)"
+    )
+
     meta = sub.add_parser("meta", help="meta-analysis of a CSV of effect sizes")
     meta.add_argument("csv", type=Path)
     _encoding(meta)
@@ -199,6 +226,39 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
         return int(done.code or 0)
     finally:
         sys.argv = old
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from evalkit.coaching import DistrictData, evaluate_district, write_report
+
+    def step(text: str) -> None:
+        print(f"evalkit evaluate: {text}", file=sys.stderr, flush=True)
+
+    step("reading the exports")
+    data = DistrictData.from_files(
+        schools=args.schools, teachers=args.teachers, coaching_log=args.coaching_log,
+        observations=args.observations, students=args.students, survey=args.survey,
+        mapping=args.mapping, encoding=args.encoding, date_format=args.date_format,
+    )  # fmt: skip
+    step("checking the data")
+    report = data.resolve_moves(args.teacher_moves).check()
+    fatal = report[report["fatal"].astype(bool)]
+    if len(fatal):
+        print(fatal.to_string(index=False, max_colwidth=70))
+        raise EvalkitInputError(
+            f"{len(fatal)} problem(s) in the data (listed above, with file lines); fix them "
+            "and run again."
+        )
+    step("fitting the instruction and achievement models")
+    evaluation = evaluate_district(
+        data, covariates=args.covariate, teacher_moves=args.teacher_moves
+    )
+    formats = ("md", "html", "tex", "csv", "docx") if args.format == "all" else (args.format,)
+    step(f"writing the report to {args.out}")
+    files = write_report(evaluation, args.out, formats=formats)  # type: ignore[arg-type]
+    print(evaluation.tables["effect_sizes"].to_markdown())
+    print(f"Wrote {len(files)} files to {args.out.resolve()}")
     return 0
 
 
@@ -305,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handlers = {
         "run": lambda a: _run(a, extra),
+        "evaluate": _evaluate,
         "list": lambda _: _list(),
         "meta": _meta,
         "lmm": _lmm,

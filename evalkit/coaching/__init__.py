@@ -17,6 +17,7 @@ from evalkit.coaching.evaluation import (
     moderation_table,
     write_report,
 )
+from evalkit.coaching.intake import LIKERT_SCALES, REQUIRED, DistrictData
 from evalkit.coaching.models import (
     ModelSequence,
     achievement_models,
@@ -33,6 +34,9 @@ from evalkit.coaching.moderation import (
 from evalkit.coaching.synthesis import Synthesis, effect_sizes_from_reports, synthesize
 
 __all__ = [
+    "LIKERT_SCALES",
+    "REQUIRED",
+    "DistrictData",
     "DistrictSynthesis",
     "Evaluation",
     "JohnsonNeyman",

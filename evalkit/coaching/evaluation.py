@@ -5,23 +5,27 @@ principal leadership, effect sizes, and the report's tables and figures."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from evalkit.coaching.dosage import coaching_dosage
-from evalkit.coaching.models import ModelSequence, achievement_models, instruction_models
+from evalkit.coaching.intake import DistrictData, TeacherMoves
+from evalkit.coaching.models import (
+    Centring,
+    ModelSequence,
+    achievement_models,
+    instruction_models,
+)
 from evalkit.coaching.moderation import johnson_neyman, moderation_plot, simple_slopes
-from evalkit.core import merge_lookup
+from evalkit.core import EvalkitInputError, TableFormat, merge_lookup
 from evalkit.data import REVERSED_ITEMS, SURVEY_ITEMS, District
 from evalkit.multilevel import DfMethod
 from evalkit.scales import SchoolConditions, school_conditions
 from evalkit.tables import Table, descriptive_table, fmt_number
-
-CONDITIONS = ("leadership", "collaboration", "readiness")
 
 
 @dataclass(frozen=True)
@@ -45,30 +49,70 @@ def _timed(timings: dict[str, float], step: str, work: Callable[[], Any]) -> Any
 
 
 def evaluate_district(
-    district: District,
+    district: District | DistrictData,
     *,
     df_method: DfMethod = "satterthwaite",
     survey_items: dict[str, tuple[str, ...]] | None = None,
+    reverse_items: tuple[str, ...] | None = None,
+    covariates: Sequence[str] = (),
+    centring: Centring = "none",
+    teacher_moves: TeacherMoves = "error",
 ) -> Evaluation:
-    """Run the evaluation on a district's tables (simulated or real, same columns)."""
+    """Run the evaluation on a district's tables: a :class:`DistrictData` built from the
+    district's exports (or a simulated :class:`~evalkit.data.District`, taken through
+    the same path).
+
+    The data are checked first: any fatal problem (see :meth:`DistrictData.check`)
+    stops the evaluation before a model is fitted, with every problem listed.
+    ``survey_items`` maps each condition (leadership, collaboration, readiness) to its
+    survey items and ``reverse_items`` names the reverse-worded ones (defaults: the
+    simulated survey's). ``covariates`` (student, teacher or school columns of the
+    students table: FRL, ELL, SPED, …) join the prior score in the achievement models,
+    centred by ``centring``; ``teacher_moves`` decides what a teacher listed under two
+    schools means (see :meth:`DistrictData.resolve_moves`).
+    """
+    data = district if isinstance(district, DistrictData) else _from_simulation(district)
+    data = data.resolve_moves(teacher_moves)
+    report = data.check()
+    fatal = report[report["fatal"]]
+    if len(fatal):
+        listed = "; ".join(
+            f"{table}.{column}: {problem}" + (f" (IDs {ids})" if ids else "")
+            for table, column, problem, ids in zip(
+                fatal["table"].head(8).astype(str),
+                fatal["column"].head(8).astype(str),
+                fatal["problem"].head(8).astype(str),
+                fatal["ids"].head(8).astype(str),
+                strict=True,
+            )
+        )
+        raise EvalkitInputError(
+            f"the district data have {len(fatal)} problem(s) to fix before fitting: {listed}"
+            + (" …" if len(fatal) > 8 else "")
+            + ". See DistrictData.check() for all of them with file lines."
+        )
+    if data.survey is None:
+        raise EvalkitInputError(
+            "the evaluation needs the teacher survey for the school conditions."
+        )
     timings: dict[str, float] = {}
     items = survey_items or dict(SURVEY_ITEMS)
+    reverse = REVERSED_ITEMS if reverse_items is None else reverse_items
+    survey = data.survey
     conditions: SchoolConditions = _timed(
         timings,
         "scales",
         lambda: school_conditions(
-            district.survey,
-            items,
-            reverse=REVERSED_ITEMS,
-            schools=district.schools["school_id"].tolist(),
+            survey, items, reverse=reverse, schools=data.schools["school_id"].tolist()
         ),
     )
     dosage: pd.DataFrame = _timed(
-        timings, "dosage", lambda: coaching_dosage(district.coaching_log, district.teachers)
+        timings, "dosage", lambda: coaching_dosage(data.coaching_log, data.teachers)
     )
-    school_scores = conditions.schools[["school_id", *CONDITIONS]]
+    names = tuple(items)
+    school_scores = conditions.schools[["school_id", *names]]
     teachers = merge_lookup(
-        district.teachers.drop(columns=["coaching_hours", "coaching_sessions"], errors="ignore"),
+        data.teachers.drop(columns=["coaching_hours", "coaching_sessions"], errors="ignore"),
         dosage,
         ["teacher_id", "coached"],
         name="the coaching dosage",
@@ -77,11 +121,16 @@ def evaluate_district(
         timings,
         "instruction models",
         lambda: instruction_models(
-            district.observations, teachers, school_scores, df_method=df_method
+            data.observations, teachers, school_scores, conditions=names, df_method=df_method
         ),
     )
     students = merge_lookup(
-        district.students.drop(columns=list(CONDITIONS), errors="ignore"),
+        merge_lookup(
+            data.students.drop(columns=[*names, "coached"], errors="ignore"),
+            data.teachers[["teacher_id", "coached"]],
+            "teacher_id",
+            name="the teacher table",
+        ),
         school_scores,
         "school_id",
         name="the school conditions table",
@@ -89,12 +138,59 @@ def evaluate_district(
     achievement: ModelSequence = _timed(
         timings,
         "achievement models",
-        lambda: achievement_models(students, df_method=df_method),
+        lambda: achievement_models(
+            students,
+            conditions=names,
+            covariates=covariates,
+            centring=centring,
+            df_method=df_method,
+        ),
     )
     tables = _timed(
-        timings, "tables", lambda: _tables(conditions, teachers, students, instruction, achievement)
+        timings,
+        "tables",
+        lambda: _tables(conditions, teachers, students, instruction, achievement, names[0]),
     )
+    tables["data"] = data_report(data, report)
+    if data.conversions:
+        effects = tables["effect_sizes"]
+        note = (
+            "The district's data were converted on the way in (see the data table: "
+            f"{len(data.conversions)} conversions of IDs, codes, dates or answers)."
+        )
+        tables["effect_sizes"] = replace(effects, notes=(*effects.notes, note))
     return Evaluation(conditions, dosage, instruction, achievement, tables, timings)
+
+
+def _from_simulation(district: District) -> DistrictData:
+    """A simulated district through the same intake as an evaluator's files."""
+    return DistrictData.from_frames(
+        schools=district.schools,
+        teachers=district.teachers,
+        coaching_log=district.coaching_log,
+        observations=district.observations,
+        students=district.students,
+        survey=district.survey,
+    )
+
+
+def data_report(data: DistrictData, report: pd.DataFrame) -> Table:
+    """What was converted on the way in, and the problems that did not stop the fit."""
+    rows = [("conversion", text) for text in data.conversions]
+    calm = report[~report["fatal"].astype(bool)]
+    rows += [
+        ("note", f"{table}.{column}: {problem}")
+        for table, column, problem in zip(
+            calm["table"].astype(str),
+            calm["column"].astype(str),
+            calm["problem"].astype(str),
+            strict=True,
+        )
+    ]
+    if not rows:
+        rows = [("note", "The tables needed no conversion and showed no problem.")]
+    body = pd.DataFrame({"Detail": [text for _, text in rows]}, index=[kind for kind, _ in rows])
+    return Table(body=body, title="The district's data on the way in", stub_header="Kind")
 
 
 def _tables(
@@ -103,6 +199,7 @@ def _tables(
     students: pd.DataFrame,
     instruction: ModelSequence,
     achievement: ModelSequence,
+    moderator: str,
 ) -> dict[str, Table]:
     coached = teachers.assign(group=teachers["coached"].map({0: "Comparison", 1: "Coached"}))
     dosage_table = descriptive_table(
@@ -125,7 +222,7 @@ def _tables(
             title="Achievement: students in teachers in schools"
         ),
         "effect_sizes": effects,
-        "moderation": moderation_table(achievement, instruction),
+        "moderation": moderation_table(achievement, instruction, moderator=moderator),
     }
 
 
@@ -182,9 +279,14 @@ def moderation_table(
     )
 
 
-def write_report(evaluation: Evaluation, out: str | Path) -> list[Path]:
-    """Tables in Markdown, HTML, LaTeX, CSV and Word, and the figures, under ``out``
-    (a folder, created if needed)."""
+def write_report(
+    evaluation: Evaluation,
+    out: str | Path,
+    *,
+    formats: tuple[TableFormat, ...] = ("md", "html", "tex", "csv", "docx"),
+) -> list[Path]:
+    """The tables in ``formats`` (Markdown, HTML, LaTeX, CSV, Word) and the figures
+    (PNG) under ``out`` (a folder, created if needed)."""
     from evalkit.multilevel import caterpillar_plot
     from evalkit.plots import save_figure
 
@@ -192,12 +294,15 @@ def write_report(evaluation: Evaluation, out: str | Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
     for name, table in evaluation.tables.items():
-        files.extend(table.save_all(folder / name))
+        files.extend(table.save_all(folder / name, formats))
     for label, sequence in (
         ("achievement", evaluation.achievement),
         ("instruction", evaluation.instruction),
     ):
-        figure = moderation_plot(sequence.models["Moderation"], sequence.treatment, "leadership")
+        moderator = next(
+            t.split(":")[1] for t in sequence.models["Moderation"].params.index if ":" in t
+        )
+        figure = moderation_plot(sequence.models["Moderation"], sequence.treatment, moderator)
         files.append(save_figure(figure, folder / f"moderation_{label}.png"))
     figure = caterpillar_plot(evaluation.achievement.models["Null"], "school_id")
     files.append(save_figure(figure, folder / "school_effects.png"))

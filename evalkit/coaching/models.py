@@ -6,15 +6,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from evalkit.core import Dropped, EvalkitInputError, describe_rows, merge_lookup, require_columns
+from evalkit.core import (
+    Dropped,
+    EvalkitInputError,
+    check_option,
+    describe_rows,
+    merge_lookup,
+    require_columns,
+)
 from evalkit.multilevel import DfMethod, LMMResults, Standardizer, effect_size, lmm
 from evalkit.tables import Table, fmt_number, regression_table
 
 CONDITIONS = ("leadership", "collaboration", "readiness")
+Centring = Literal["none", "grand", "group"]
 
 
 @dataclass(frozen=True)
@@ -231,28 +240,39 @@ def achievement_models(
     school: str = "school_id",
     teacher: str = "teacher_id",
     standardize_by: Sequence[str] | None = None,
+    covariates: Sequence[str] = (),
+    centring: Centring = "none",
     df_method: DfMethod = "satterthwaite",
 ) -> ModelSequence:
     """Students in teachers in schools: the effect on achievement, δ_T (WWC).
 
     With ``standardize_by`` (e.g. ``["grade", "year", "subject"]``) the outcome and
-    the prior score are first standardised within those cells.
+    the prior score are first standardised within those cells. ``covariates`` adds
+    student, teacher or school characteristics (FRL, ELL, SPED, experience, …) to the
+    covariates and moderation models, ``centring`` centres them (and the prior score)
+    on the grand mean or on their teacher's mean (Enders & Tofighi 2007).
     """
+    check_option("centring", centring, Centring)
     require_columns(
-        students, [outcome, treatment, school, teacher, *conditions] + ([prior] if prior else [])
+        students,
+        [outcome, treatment, school, teacher, *conditions, *covariates]
+        + ([prior] if prior else []),
     )
     data = students.copy()
     if standardize_by:
         data[outcome] = standardize_within(data, outcome, standardize_by)
         if prior:
             data[prior] = standardize_within(data, prior, standardize_by)
-    used = [outcome, treatment, school, teacher, *conditions] + ([prior] if prior else [])
+    used = [outcome, treatment, school, teacher, *conditions, *covariates] + (
+        [prior] if prior else []
+    )
     data, dropped = _complete(data, used)
-    covariates = ([prior] if prior else []) + list(conditions)
+    adjusted = ([prior] if prior else []) + list(covariates)
+    data = centre(data, adjusted, centring, teacher)
     return fit_sequence(
         data, outcome=outcome, treatment=treatment,
         random=f"(1 | {school}/{teacher})",
-        covariates=covariates, moderators=list(conditions), standardizer="total",
+        covariates=[*adjusted, *conditions], moderators=list(conditions), standardizer="total",
         metric="total (student-level)", df_method=df_method, dropped=dropped,
     )  # fmt: skip
 
@@ -326,6 +346,23 @@ def _complete(data: pd.DataFrame, used: list[str]) -> tuple[pd.DataFrame, Droppe
         return data, Dropped()
     reasons = tuple(f"missing {present.columns[~row][0]}" for row in present[~mask].to_numpy())
     return data.loc[mask], Dropped(rows=tuple(data.index[~mask]), reasons=reasons)
+
+
+def centre(data: pd.DataFrame, columns: Sequence[str], centring: str, group: str) -> pd.DataFrame:
+    """Numeric ``columns`` centred on their grand mean or within ``group``; categorical
+    ones are left to the formula's dummy coding."""
+    if centring == "none":
+        return data
+    out = data.copy()
+    for column in columns:
+        if not pd.api.types.is_numeric_dtype(out[column]):
+            continue
+        values = out[column].astype(float)
+        mean = (
+            values.mean() if centring == "grand" else values.groupby(out[group]).transform("mean")
+        )
+        out[column] = values - mean
+    return out
 
 
 def treatment_terms(sequence: ModelSequence) -> list[str]:

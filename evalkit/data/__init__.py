@@ -1,5 +1,6 @@
 """Data for evaluations: validation, the simulated district and bundled datasets."""
 
+from evalkit.data.messy import EXPORT_MAPPING, bundled_export, messy_exports, write_exports
 from evalkit.data.rollout import simulate_rollout
 from evalkit.data.simulate import (
     CONDITIONS,
@@ -13,14 +14,18 @@ from evalkit.data.validate import check_columns, check_nesting, check_unique, mi
 
 __all__ = [
     "CONDITIONS",
+    "EXPORT_MAPPING",
     "REVERSED_ITEMS",
     "SURVEY_ITEMS",
     "District",
     "DistrictTruth",
+    "bundled_export",
     "check_columns",
     "check_nesting",
     "check_unique",
+    "messy_exports",
     "missing_report",
     "simulate_district",
     "simulate_rollout",
+    "write_exports",
 ]
