@@ -269,3 +269,11 @@ def test_treatment_codes_are_read_or_refused(students: pd.DataFrame) -> None:
         achievement_models(students.assign(coached=np.where(students.coached == 1, "A", "B")))
     with pytest.raises(EvalkitInputError, match="must be coded 0/1"):
         achievement_models(students.assign(coached=students.coached * 2))
+
+
+def test_trim_and_fill_on_a_multilevel_fit_says_what_it_did() -> None:
+    calendars = evalkit.datasets.load("konstantopoulos2011")
+    fit = meta.multilevel(calendars, effect="yi", variance="vi", levels=["district", "school"])
+    with pytest.warns(evalkit.EvalkitWarning, match="no multilevel version"):
+        filled = meta.trim_and_fill(fit)
+    assert any("averaged within their 11 top-level clusters" in w for w in filled.warnings)

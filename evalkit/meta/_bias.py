@@ -9,7 +9,8 @@ clusters.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -19,6 +20,7 @@ from scipy import stats
 from evalkit.core import (
     INTERCEPT,
     EvalkitInputError,
+    EvalkitWarning,
     check_correlation,
     check_option,
     describe_rows,
@@ -138,6 +140,8 @@ class TrimAndFill:
     filled_effects: np.ndarray
     filled_variances: np.ndarray
     model: MetaResults
+    warnings: tuple[str, ...] = ()
+    """What the result rests on beyond the method itself (aggregation of a multilevel fit)."""
 
 
 def aggregate_effects(
@@ -198,7 +202,16 @@ def trim_and_fill(
     if result.x.shape[1] != 1:
         raise EvalkitInputError("trim_and_fill needs an intercept-only model.")
     if result.structure is not None:
-        return trim_and_fill(_aggregated_model(result), estimator=estimator, side=side)
+        aggregated = _aggregated_model(result)
+        outcome = trim_and_fill(aggregated, estimator=estimator, side=side)
+        message = (
+            "trim-and-fill has no multilevel version: the "
+            f"{result.y.size} effect sizes were averaged within their {aggregated.nobs} "
+            "top-level clusters (compound symmetry with the model's rho) and a univariate "
+            "random-effects model of those averages was trimmed and filled"
+        )
+        warnings.warn(message, EvalkitWarning, stacklevel=2)
+        return replace(outcome, warnings=(*outcome.warnings, message))
     if side is None:
         side = "right" if egger_test(result).statistic < 0 else "left"
     check_option("side", side, Side)
