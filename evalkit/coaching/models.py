@@ -15,6 +15,7 @@ from evalkit.core import (
     Dropped,
     EvalkitInputError,
     check_option,
+    complete_cases,
     describe_rows,
     merge_lookup,
     require_columns,
@@ -266,7 +267,7 @@ def achievement_models(
     used = [outcome, treatment, school, teacher, *conditions, *covariates] + (
         [prior] if prior else []
     )
-    data, dropped = _complete(data, used)
+    data, dropped = complete_cases(data, used, "drop")
     adjusted = ([prior] if prior else []) + list(covariates)
     data = centre(data, adjusted, centring, teacher)
     return fit_sequence(
@@ -328,24 +329,13 @@ def instruction_models(
     used = [score, treatment, school, teacher, *conditions] + [
         c for c in (occasion, "_rater" if rater else None) if c
     ]
-    data, dropped = _complete(data, used)
+    data, dropped = complete_cases(data, used, "drop")
     return fit_sequence(
         data, outcome=score, treatment=treatment,
         random=f"(1 | {school}/{teacher})",
         covariates=covariates, moderators=list(conditions), standardizer="clusters",
         metric="teacher-level", df_method=df_method, dropped=dropped,
     )  # fmt: skip
-
-
-def _complete(data: pd.DataFrame, used: list[str]) -> tuple[pd.DataFrame, Dropped]:
-    """Rows complete on every column any model of the sequence uses (so every model
-    uses the same rows), and a record of the others by the first missing column."""
-    present = data[used].notna()
-    mask = present.all(axis=1)
-    if mask.all():
-        return data, Dropped()
-    reasons = tuple(f"missing {present.columns[~row][0]}" for row in present[~mask].to_numpy())
-    return data.loc[mask], Dropped(rows=tuple(data.index[~mask]), reasons=reasons)
 
 
 def centre(data: pd.DataFrame, columns: Sequence[str], centring: str, group: str) -> pd.DataFrame:
