@@ -307,10 +307,13 @@ class _Converter:
         self.problems.append({"text": text, "table": table, "column": column, "index": list(index)})
 
     def _ids(self, table: str, column: str, values: pd.Series) -> pd.Series:
-        if pd.api.types.is_numeric_dtype(values) and not values.isna().any():
-            whole = np.all(np.asarray(values, dtype=float) == np.round(values.astype(float)))
-            if whole:
-                return values.astype("int64").astype(str)
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            present = values.dropna().astype(float)
+            if np.all(present == np.round(present)):
+                # whole numbers read as integers, so 12 and 12.0 (a column with a gap
+                # is float) name the same unit in every table
+                text = present.astype("int64").astype(str)
+                return text.reindex(values.index).astype(object).where(values.notna(), None)
         text = values.astype("string").str.strip()
         if not pd.api.types.is_string_dtype(values) or (text != values.astype("string")).any():
             self.conversions.append(f"{table}: {column} read as text (surrounding spaces removed).")

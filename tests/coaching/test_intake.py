@@ -220,3 +220,18 @@ def test_condition_names_come_from_the_survey_items(district: evalkit.data.Distr
     )
     assert "coached:principal" in evaluation.achievement.models["Moderation"].params.index
     assert "principal" in evaluation.tables["moderation"].title
+
+
+def test_numeric_ids_with_gaps_match_across_tables(district: evalkit.data.District) -> None:
+    """A numeric ID column with a missing value is float in pandas; its IDs must still
+    read as '12', not '12.0', or every row would look like an orphan."""
+    students = district.students.astype({"teacher_id": float})
+    students.loc[students.index[0], "teacher_id"] = np.nan
+    data = DistrictData.from_frames(
+        schools=district.schools, teachers=district.teachers, coaching_log=district.coaching_log,
+        observations=district.observations, students=students, survey=district.survey,
+    )  # fmt: skip
+    fatal = data.check().query("fatal")
+    assert not fatal["problem"].str.contains("absent").any(), fatal
+    assert fatal["problem"].str.contains("missing value").any()
+    assert data.students["teacher_id"].iloc[1] == str(int(district.students["teacher_id"].iloc[1]))
