@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/coaching.py
 	$(BIN)/python benchmarks/tables.py
 	$(BIN)/python benchmarks/intake.py
+	$(BIN)/python benchmarks/meta_selection.py
 
 clean:
 	rm -rf $(VENV) site results .pytest_cache .mypy_cache .ruff_cache

@@ -70,6 +70,10 @@ def _fits(district: pd.DataFrame, studies: pd.DataFrame) -> dict[str, ModelResul
         "multilevel meta": che,
         "robust": meta.robust(che, studies["study"]),
         "robumeta": meta.robumeta(studies, effect="yi", variance="vi", study="study"),
+        "selection model": meta.selection_model(che, type="step", steps=(0.025,)),
+        "multivariate meta": meta.multivariate(
+            studies, effect="yi", variance="vi", outcome="outcome", study="study", rho=0.6
+        ),
         "statsmodels OLS": from_statsmodels(smf.ols("achievement ~ coached", district).fit()),
         "statsmodels MixedLM": from_statsmodels(
             smf.mixedlm("achievement ~ coached", district, groups="school_id").fit(),
@@ -115,7 +119,7 @@ def test_every_family_speaks_one_vocabulary(district: pd.DataFrame, studies: pd.
     fits = _fits(district, studies)
     for name, fit in fits.items():
         _check_contract(name, fit)
-    with_intercept = [n for n in fits if n not in {"coaching twfe"}]
+    with_intercept = [n for n in fits if n not in {"coaching twfe", "multivariate meta"}]
     for name in with_intercept:
         assert INTERCEPT in fits[name].params.index, name
     # Every model with random effects reports them as the shared table.
@@ -126,6 +130,8 @@ def test_every_family_speaks_one_vocabulary(district: pd.DataFrame, studies: pd.
         "multilevel meta",
         "robust",
         "statsmodels MixedLM",
+        "selection model",
+        "multivariate meta",
     ):
         assert isinstance(fits[name].variance_components, VarianceComponents), name
     # The same concept has the same key: the residual variance, the school variance.
@@ -158,6 +164,20 @@ def test_side_results_use_the_same_names(district: pd.DataFrame, studies: pd.Dat
     assert "std_error" in mdes("cra2r2", rho2=0.17, n=15, J=20).to_frame().columns
     loo = meta.leave_one_out(meta.random_effects(studies, effect="yi", variance="vi"))
     assert "std_error" in loo.columns and "se" not in loo.columns
+    adjusted = meta.selection_model(three, type="step", steps=(0.025,))
+    assert list(adjusted.selection.columns[:7]) == [
+        "parameter", "estimate", "std_error", "statistic", "p_value", "ci_low", "ci_high",
+    ]  # fmt: skip
+    joint = meta.multivariate(
+        studies, effect="yi", variance="vi", outcome="outcome", study="study", rho=0.6
+    )
+    assert {"estimate", "std_error", "ci_low", "ci_high", "pi_low", "pi_high"} <= set(
+        joint.predict().columns
+    )
+    joint_profile = meta.profile_intervals(joint)
+    assert list(joint_profile.columns) == list(profile.columns)
+    glance = joint.glance().columns
+    assert set(joint_profile["parameter"]) <= set(glance)
 
 
 def test_moderators_are_a_right_hand_side_everywhere(studies: pd.DataFrame) -> None:

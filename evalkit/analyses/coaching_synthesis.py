@@ -1,6 +1,7 @@
 """A Kraft-style synthesis of coaching studies on the SAT-coaching data: CHE + RVE,
 moderators (hours of coaching, ETS involvement, homework, math vs verbal), Egger's
-test, ρ sensitivity, forest and funnel plots; and the same workflow on an
+test, ρ and selection-model sensitivity, math and verbal effects jointly (multivariate),
+forest, orchard and funnel plots; and the same workflow on an
 evaluator's own coded studies (``--studies FILE``, columns as in the template that
 ships with evalkit, ``evalkit/analyses/templates/coaching_studies_template.csv``;
 effect sizes computed from the reported statistics).
@@ -14,6 +15,8 @@ and shipped as evalkit/analyses/data/metafor_sat_reference.json).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 import evalkit
@@ -26,7 +29,7 @@ from evalkit.analyses._common import (
     reference,
     save_tables,
 )
-from evalkit.coaching import effect_sizes_from_reports, synthesize
+from evalkit.coaching import effect_sizes_from_reports, moderator_table, synthesize
 from evalkit.plots import save_figure
 from evalkit.tables import meta_summary_table
 
@@ -41,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     sat["math"] = (sat["outcome"] == "math").astype(int)
     # homework has two 'l' entries (Reynolds & Oberman; a typo for 1 in the source data):
     # metafor reads the column as a factor, so the categorical coding is declared here.
-    result = synthesize(sat, moderators="math + hrs + ets + C(homework)", rho=0.66)
+    result = synthesize(
+        sat, moderators="math + hrs + ets + C(homework)", rho=0.66, outcome="outcome"
+    )
     assert result.moderated is not None
     tables = {
         "overall": meta_summary_table(
@@ -57,6 +62,18 @@ def main(argv: list[str] | None = None) -> int:
     for name, figure in result.figures.items():
         files.append(save_figure(figure, args.out / f"{name}.png"))
     result.rho_sensitivity.to_csv(args.out / "rho_sensitivity.csv", index=False)
+    assert result.selection is not None and result.joint_robust is not None
+    result.selection.to_csv(args.out / "selection_sensitivity.csv", index=False)
+    result.joint_robust.tidy().to_csv(args.out / "math_and_verbal_jointly.csv", index=False)
+    files += [args.out / "selection_sensitivity.csv", args.out / "math_and_verbal_jointly.csv"]
+    print("Selection-model sensitivity (SAT):")
+    print(result.selection.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("Math and verbal jointly (multivariate UN, CR2):")
+    print(
+        result.joint_robust.tidy()[["term", "estimate", "std_error", "df"]].to_string(index=False)
+    )
+    for warning in result.joint_robust.warnings:
+        print(f"Note: {warning}")
     print(tables["moderators"].to_markdown())
     print(f"Egger's test (CR2): {result.egger}")
     print(
@@ -73,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     label = f"Your studies ({template})" if own_studies else "Template example (fictitious rows)"
     print(f"{label}: pooled g by domain {by_domain}")
     coded.to_csv(args.out / "coded_effect_sizes.csv", index=False)
+    files.extend(_own_synthesis(coded, args.out))
 
     che, rve = metafor["sat_che_mods"], metafor["sat_che_mods_CR2"]
     check = Comparison(
@@ -84,6 +102,32 @@ def main(argv: list[str] | None = None) -> int:
         check.check(f"{term}: estimate", float(mods.params.iloc[k]), che["beta"][k], 1e-6)
         check.check(f"{term}: CR2 SE", float(mods.std_errors.iloc[k]), rve["se"][k], 1e-6)
     return finish(check, files, args.out)
+
+
+def _own_synthesis(coded: pd.DataFrame, out: Path) -> list[Path]:
+    """The coded studies through the full synthesis: CHE + CR2, both outcome domains
+    jointly, selection-model sensitivity, the program-feature moderator table and the
+    forest plot with the robust pooled estimate."""
+    two_domains = coded["outcome_domain"].nunique() > 1
+    own = synthesize(coded, outcome="outcome_domain" if two_domains else None)
+    written = [save_figure(own.figures["forest"], out / "own_forest.png")]
+    assert own.selection is not None
+    own.selection.to_csv(out / "own_selection_sensitivity.csv", index=False)
+    features = moderator_table(coded)
+    features.to_csv(out / "own_moderators.csv", index=False)
+    written += [out / "own_selection_sensitivity.csv", out / "own_moderators.csv"]
+    print("Selection-model sensitivity (your studies):")
+    print(own.selection.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("Program features (one CHE meta-regression each, CR2):")
+    print(features.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if own.joint_robust is not None:
+        print("Both outcome domains jointly (multivariate, CR2):")
+        print(
+            own.joint_robust.tidy()[["term", "estimate", "std_error", "df"]].to_string(index=False)
+        )
+    for note in (*own.notes, *own.che.warnings):
+        print(f"Note: {note}")
+    return written
 
 
 if __name__ == "__main__":

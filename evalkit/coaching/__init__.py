@@ -31,10 +31,18 @@ from evalkit.coaching.moderation import (
     moderation_plot,
     simple_slopes,
 )
-from evalkit.coaching.synthesis import Synthesis, effect_sizes_from_reports, synthesize
+from evalkit.coaching.synthesis import (
+    PROGRAM_FEATURES,
+    Synthesis,
+    effect_sizes_from_reports,
+    moderator_table,
+    selection_sensitivity,
+    synthesize,
+)
 
 __all__ = [
     "LIKERT_SCALES",
+    "PROGRAM_FEATURES",
     "REQUIRED",
     "DistrictData",
     "DistrictSynthesis",
@@ -54,9 +62,11 @@ __all__ = [
     "johnson_neyman",
     "moderation_plot",
     "moderation_table",
+    "moderator_table",
     "outcome_domain_table",
     "qed",
     "school_year",
+    "selection_sensitivity",
     "simple_slopes",
     "standardize_within",
     "synthesize",

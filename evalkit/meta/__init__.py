@@ -19,10 +19,12 @@ from evalkit.meta._bias import (
     trim_and_fill,
 )
 from evalkit.meta._bootstrap import BootstrapTest, wild_bootstrap_test
+from evalkit.meta._forest import forest_frame, forest_plot, orchard_plot
 from evalkit.meta._input import model_label, prepare
 from evalkit.meta._multilevel import LikelihoodMethod, fit_multilevel, profile_intervals
+from evalkit.meta._multivariate import sampling_covariance
+from evalkit.meta._multivariate_model import MultivariateResults, multivariate
 from evalkit.meta._report import (
-    forest_plot,
     funnel_plot,
     rho_sensitivity,
     rho_sensitivity_plot,
@@ -30,25 +32,38 @@ from evalkit.meta._report import (
 from evalkit.meta._results import MetaResults
 from evalkit.meta._robumeta import robumeta
 from evalkit.meta._robust import robust
+from evalkit.meta._selection import (
+    SelectionResults,
+    bootstrap_intervals,
+    selection_model,
+    selection_plot,
+    two_stage_weights,
+)
 from evalkit.meta._univariate import TestMethod, fit
 
 __all__ = [
     "BootstrapTest",
     "EggerTest",
     "MetaResults",
+    "MultivariateResults",
     "PetPeese",
     "RobustResults",
+    "SelectionResults",
     "TrimAndFill",
     "WaldTest",
     "aggregate_effects",
+    "bootstrap_intervals",
     "egger_test",
     "fixed_effect",
+    "forest_frame",
     "forest_plot",
     "funnel_plot",
     "influence",
     "leave_one_out",
     "meta_regression",
     "multilevel",
+    "multivariate",
+    "orchard_plot",
     "pet_peese",
     "profile_intervals",
     "random_effects",
@@ -56,7 +71,11 @@ __all__ = [
     "rho_sensitivity_plot",
     "robumeta",
     "robust",
+    "sampling_covariance",
+    "selection_model",
+    "selection_plot",
     "trim_and_fill",
+    "two_stage_weights",
     "wald_test",
     "wild_bootstrap_test",
 ]

@@ -27,7 +27,7 @@ from evalkit.core import (
     require_columns,
 )
 from evalkit.meta._input import MetaData
-from evalkit.meta._results import MetaResults
+from evalkit.meta._results import MetaResults, multilevel_structure
 
 TrimFillEstimator = Literal["L0", "R0"]
 Side = Literal["left", "right"]
@@ -43,7 +43,7 @@ def _refit(
     terms = [f"x{j}" for j in range(x.shape[1])]
     terms[0] = INTERCEPT
     data = MetaData(y, v, x, terms, pd.RangeIndex(y.size), None, True)
-    if result.structure is not None:
+    if multilevel_structure(result) is not None:
         return refit_multilevel(result, data, keep)
     return fit(data, method=result.method, test=result.test, level=result.level, formula=None)  # type: ignore[arg-type]
 
@@ -83,7 +83,7 @@ def egger_test(result: MetaResults, *, cluster: Any = None) -> EggerTest:
         )
     fitted = _refit(result, result.y, result.v, x)
     if result.structure is not None:
-        labels = cluster if cluster is not None else result.structure[0].cluster_labels
+        labels = cluster if cluster is not None else multilevel_structure(result)[0].cluster_labels
         fitted_r = robust(fitted, labels)
         tidy = fitted_r.tidy(result.level)
         inference = "CR2 robust t (Satterthwaite df)"
@@ -251,29 +251,38 @@ def _aggregated_model(result: MetaResults) -> MetaResults:
     """Random-effects model of study-level averages of a multilevel fit (same ρ, REML/ML)."""
     from evalkit.meta import random_effects
 
-    blocks, _ = result.structure
+    blocks, _ = multilevel_structure(result)
     frame = pd.DataFrame({"cluster": blocks.cluster_labels, "yi": result.y, "vi": result.v})
     rho = blocks.rho if blocks.rho is not None else 0.0
     aggregated = aggregate_effects(frame, effect="yi", variance="vi", cluster="cluster", rho=rho)
     return random_effects(aggregated, effect="yi", variance="vi", method=result.method)  # type: ignore[arg-type]
 
 
-def leave_one_out(result: MetaResults, *, cluster: Any = None) -> pd.DataFrame:
+def leave_one_out(result: MetaResults, *, cluster: Any = None, labels: Any = None) -> pd.DataFrame:
     """Refit the model leaving out one effect size (or, with ``cluster``, one cluster) at a time.
 
-    Multilevel models leave out whole top-level clusters by default.
+    Multilevel models leave out whole top-level clusters by default. Rows are labelled
+    by ``labels`` (a column of the fit's data, such as ``"author"``, or one label per
+    effect), by the cluster, or by the data's row labels.
     """
+    from evalkit.meta._forest import labelled
+
     if result.structure is not None and cluster is None:
-        cluster = result.structure[0].cluster_labels
-    labels = np.arange(result.y.size) if cluster is None else np.asarray(cluster)
+        cluster = multilevel_structure(result)[0].cluster_labels
+    if cluster is not None:
+        from evalkit.meta._robust import cluster_labels
+
+        cluster = cluster_labels(result, cluster)
+    groups = np.arange(result.y.size) if cluster is None else np.asarray(cluster)
+    names = labelled(result, labels) if cluster is None else None
     rows = []
-    for label in pd.unique(labels):
-        keep = labels != label
+    for label in pd.unique(groups):
+        keep = groups != label
         fitted = _refit(result, result.y[keep], result.v[keep], result.x[keep], keep)
         tidy = fitted.tidy(result.level).iloc[0]
         rows.append(
             {
-                "left_out": label,
+                "left_out": label if names is None else names[int(label)],
                 "estimate": tidy["estimate"],
                 "std_error": tidy["std_error"],
                 "p_value": tidy["p_value"],
@@ -287,14 +296,16 @@ def leave_one_out(result: MetaResults, *, cluster: Any = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def influence(result: MetaResults) -> pd.DataFrame:
+def influence(result: MetaResults, *, labels: Any = None) -> pd.DataFrame:
     """Case diagnostics of a univariate model (metafor's ``influence.rma.uni``).
 
     Externally studentized residuals, DFFITS, Cook's distances, covariance ratios,
     leave-one-out τ² and QE, hat values and weights (%). For multilevel models,
     whose diagnostics metafor gives only piecemeal, it returns one row per top-level
     cluster: Cook's distance (as metafor's ``cooks.distance(..., cluster =)``), the
-    covariance ratio and the variance components with the cluster left out.
+    covariance ratio and the variance components with the cluster left out. Rows of a
+    univariate model are labelled by ``labels`` (a column of the fit's data, such as
+    ``"author"``, or one label per effect) or the data's row labels.
     """
     if result.structure is not None:
         return _cluster_influence(result)
@@ -325,11 +336,14 @@ def influence(result: MetaResults) -> pd.DataFrame:
                 "weight": 100.0 * w[i] / w.sum(),
             }
         )
-    return pd.DataFrame(rows, index=result.weights.index)
+    from evalkit.meta._forest import labelled
+
+    index = labelled(result, labels) if labels is not None else result.weights.index
+    return pd.DataFrame(rows, index=pd.Index(index))
 
 
 def _cluster_influence(result: MetaResults) -> pd.DataFrame:
-    blocks, _ = result.structure
+    blocks, _ = multilevel_structure(result)
     labels = blocks.cluster_labels
     beta = result.params.to_numpy()
     cov = result.cov.to_numpy()

@@ -63,9 +63,9 @@ def refit_multilevel(result: MetaResults, data: MetaData, keep: np.ndarray | Non
     codes = [c[keep] for c in blocks_old.level_codes]
     blocks = Blocks(data.y, data.v, data.x, cluster, codes, blocks_old.rho)
     reml = result.method == "REML"
-    convergence = _optimise(
-        blocks, reml=reml, start=np.maximum(theta_old, 1e-6 * variance_scale(data.y, data.v))
-    )
+    single = single_group_levels(codes)
+    start = np.where(single, 0.0, np.maximum(theta_old, 1e-6 * variance_scale(data.y, data.v)))
+    convergence = _optimise(blocks, reml=reml, start=start, held=single)
     final = blocks.evaluate(convergence.theta, reml=reml)
     terms = pd.Index(data.terms)
     return MetaResults(
@@ -102,11 +102,6 @@ def fit_multilevel(
     if rho is not None:
         check_correlation("rho", rho)
     cluster, codes = level_codes(data, levels)
-    if np.unique(codes[0]).size < 2:
-        raise EvalkitInputError(
-            f"the level {levels[0]!r} has a single group; its variance is not identified "
-            "(fit the levels below it, or a univariate model)."
-        )
     if rho is not None and rho >= 1.0 and pd.Series(cluster).duplicated().any():
         raise EvalkitInputError(
             "rho = 1 makes the sampling covariance matrix of every study with several effect "
@@ -116,7 +111,9 @@ def fit_multilevel(
     y, v, x = meta_data.y, meta_data.v, meta_data.x
     blocks = Blocks(y, v, x, cluster, codes, rho)
     reml = method == "REML"
-    convergence = _optimise(blocks, reml=reml)
+    single = single_group_levels(codes)
+    start = np.where(single, 0.0, variance_scale(y, v) / (len(levels) + 1))
+    convergence = _optimise(blocks, reml=reml, start=start, held=single)
     theta = convergence.theta
     final = blocks.evaluate(theta, reml=reml)
     k, p = x.shape
@@ -125,8 +122,16 @@ def fit_multilevel(
     cov = final.cov
     qe, _ = blocks.sampling_quadratic()
     facts = _facts(meta_data, blocks, convergence, final.loglik, qe, levels, method, rho)
-    warnings = _warnings(convergence, levels, variance_scale(y, v))
+    if single.any():
+        _recount(facts, int(single.sum()), k=y.size, p=x.shape[1], reml=reml)
+    warnings = _warnings(convergence, levels, variance_scale(y, v), single)
     warnings.extend(_unidentified(levels, codes))
+    warnings.extend(
+        f"the level {name} has a single group: its variance is not identified and is fixed "
+        "at 0 (as metafor does for single-level factors)"
+        for name, one in zip(levels, single, strict=True)
+        if one
+    )
     from evalkit.meta._univariate import _omnibus
 
     qm, qm_df, qm_p = _omnibus(final.beta, cov, meta_data.has_intercept, "z", k - p)
@@ -208,12 +213,22 @@ def _facts(
     return facts
 
 
-def _warnings(convergence: Convergence, levels: Sequence[str], variance_y: float) -> list[str]:
+def _recount(facts: dict[str, object], n_fixed: int, *, k: int, p: int, reml: bool) -> None:
+    """AIC and BIC without the variance components held at 0 (metafor counts only
+    estimated parameters)."""
+    n_bic = k - p if reml else k
+    facts["AIC"] = float(facts["AIC"]) - 2 * n_fixed  # type: ignore[arg-type]
+    facts["BIC"] = float(facts["BIC"]) - n_fixed * np.log(n_bic)  # type: ignore[arg-type]
+
+
+def _warnings(
+    convergence: Convergence, levels: Sequence[str], variance_y: float, held: np.ndarray
+) -> list[str]:
     """Components at their boundary and an optimiser that did not converge."""
     warnings = [
         f"variance component {name} estimated at its boundary (0)"
-        for name, t in zip(levels, convergence.theta, strict=True)
-        if t < BOUNDARY * variance_y
+        for name, t, fixed in zip(levels, convergence.theta, held, strict=True)
+        if t < BOUNDARY * variance_y and not fixed
     ]
     if not convergence.converged:
         warnings.append(
@@ -236,6 +251,12 @@ def _unidentified(levels: Sequence[str], codes: list[np.ndarray]) -> list[str]:
                 "their sum is estimated, and the split between them is arbitrary"
             )
     return out
+
+
+def single_group_levels(codes: list[np.ndarray]) -> np.ndarray:
+    """Levels with one group in the data: their variance is confounded with the
+    intercept, so it is held at 0 (metafor's rule for single-level factors)."""
+    return np.array([np.unique(c).size < 2 for c in codes])
 
 
 def variance_scale(y: np.ndarray, v: np.ndarray) -> float:
@@ -337,6 +358,10 @@ def profile_intervals(result: MetaResults, *, level: float = 0.95) -> pd.DataFra
         )
     if not 0.0 < level < 1.0:
         raise EvalkitInputError(f"level must lie strictly between 0 and 1, got {level!r}.")
+    if not isinstance(result.structure, tuple):
+        from evalkit.meta._multivariate import profile_outcomes
+
+        return profile_outcomes(result.structure, level=level)
     blocks, theta_hat = result.structure
     reml = result.method == "REML"
     best = blocks.evaluate(theta_hat, reml=reml).loglik

@@ -81,8 +81,11 @@ class MetaResults(ModelResults):
         if self.structure is None:
             total = self.v + self.tau2
             return [(rows, np.diag(total[rows])) for rows in groups]
-        blocks, theta = self.structure
-        model_blocks = blocks.cluster_blocks(theta)
+        if isinstance(self.structure, tuple):
+            blocks, theta = self.structure
+            model_blocks = blocks.cluster_blocks(theta)
+        else:  # a multivariate fit carries its own between-study covariance
+            model_blocks = self.structure.cluster_blocks(self.structure.tau)
         owner = np.empty(self.y.size, dtype=np.int64)
         for index, rows in enumerate(groups):
             owner[rows] = index
@@ -137,3 +140,16 @@ class MetaResults(ModelResults):
                 "pi_high": pred + crit * spread,
             }
         )
+
+
+def multilevel_structure(result: MetaResults) -> Any:
+    """The (blocks, variance components) of a multilevel fit, ``None`` for a univariate
+    one; multivariate fits are refused by the tools built on nested levels."""
+    if result.structure is None or isinstance(result.structure, tuple):
+        return result.structure
+    from evalkit.core import EvalkitInputError
+
+    raise EvalkitInputError(
+        "this tool is for univariate and multilevel models; for a multivariate model, fit "
+        "each outcome with multilevel() (or use robust(), predict() and profile_intervals())."
+    )

@@ -80,3 +80,57 @@ def test_meta_summary_table_reports_mars_items() -> None:
     robust_table = meta_summary_table(che, robust_result=meta.robust(che, sat["study"]))
     assert "CHE working model, ρ = 0.66" in robust_table.body.loc["Dependent effects", "Value"]
     assert any("boundary" in note for note in robust_table.notes)
+
+
+def _texts(figure: object) -> list[str]:
+    return [t.get_text() for ax in figure.axes for t in ax.texts]  # type: ignore[attr-defined]
+
+
+def test_forest_plot_columns_robust_pooled_and_weights() -> None:
+    """The columns evaluators publish, the pooled row of the model reported (CR2 when a
+    robust fit is given) and metafor's weights (weights.rma.mv for a multilevel fit)."""
+    import json
+
+    calendars = evalkit.datasets.load("konstantopoulos2011")
+    fit = meta.multilevel(calendars, effect="yi", variance="vi", levels=["district", "school"])
+    ref = json.loads((REFERENCE / "degenerate.json").read_text())["konst_weights"]["weights"]
+    frame = meta.forest_frame(fit)
+    np.testing.assert_allclose(frame["weight"], ref, rtol=1e-5)
+    robust = meta.robust(fit, "district")
+    figure = meta.forest_plot(fit, labels="school", robust=robust, sort="weight")
+    texts = _texts(figure)
+    assert "Estimate [95% CI]" in texts and "Weight" in texts
+    tidy = robust.tidy().iloc[0]
+    pooled = f"{tidy['estimate']:.2f} [{tidy['ci_low']:.2f}, {tidy['ci_high']:.2f}]"
+    assert pooled in texts
+    labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+    assert "Pooled (CR2 robust CI)" in labels
+    named = meta.forest_frame(fit, labels="school")
+    heaviest = named.sort_values("weight", ascending=False).iloc[0]
+    assert labels[-1] == str(heaviest["label"])  # sorted by weight: the heaviest on top
+    assert f"{heaviest['weight']:.1f}%" in texts
+    plain = _texts(meta.forest_plot(fit, columns=False))
+    assert "Weight" not in plain
+
+
+def test_forest_subgroups_orchard_and_selection_plot() -> None:
+    studies = pd.read_csv(REFERENCE / "hackshaw1998.csv")
+    fit = meta.random_effects(studies, effect="yi", variance="vi")
+    figure = meta.forest_plot(
+        fit, labels="author", subgroups=np.where(studies["year"] > 1990, "after 1990", "to 1990")
+    )
+    labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+    assert labels.count("  RE model for subgroup") == 2
+    assert "after 1990" in labels and "to 1990" in labels
+    later = meta.random_effects(studies[studies["year"] > 1990], effect="yi", variance="vi")
+    row = later.tidy().iloc[0]
+    assert f"{row['estimate']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]" in _texts(figure)
+    orchard = meta.orchard_plot(fit)
+    assert any(t.startswith("k = 37") for t in _texts(orchard))
+    step = meta.selection_model(fit, type="step", steps=(0.025, 0.5))
+    drawn = meta.selection_plot(step).axes[0].lines[0].get_ydata()
+    assert set(np.round(np.unique(drawn), 10)) == set(np.round(step.delta, 10))
+    with pytest.raises(EvalkitInputError, match="intercept-only"):
+        meta.orchard_plot(
+            meta.meta_regression(studies, effect="yi", variance="vi", moderators="year")
+        )
