@@ -58,6 +58,8 @@ class SelectionResults(ModelResults):
     pvals: np.ndarray = field(default_factory=lambda: np.empty(0))
     p_table: pd.DataFrame = field(default_factory=pd.DataFrame)
     bootstrap: pd.DataFrame | None = field(default=None, repr=False)
+    """Bootstrap replicates, one row each: ``beta0, beta1, …`` (the coefficients in the
+    order of ``params``), ``tau2`` and the selection parameters."""
 
 
 def selection_model(
@@ -414,10 +416,13 @@ def _selection_table(
 
 
 def two_stage_weights(codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Bootstrap counts per effect: draw clusters with replacement, then, for a cluster
-    drawn a times, draw a × (its number of effects) of its effects with replacement."""
+    """Bootstrap counts per effect: draw clusters with replacement (again when a draw
+    repeats one cluster only, as metaselection does), then, for a cluster drawn a times,
+    draw a × (its number of effects) of its effects with replacement."""
     n_clusters = int(codes.max()) + 1
     times = np.bincount(rng.integers(0, n_clusters, n_clusters), minlength=n_clusters)
+    while np.count_nonzero(times) < 2:
+        times = np.bincount(rng.integers(0, n_clusters, n_clusters), minlength=n_clusters)
     counts = np.zeros(codes.size)
     for c in np.flatnonzero(times):
         members = np.flatnonzero(codes == c)

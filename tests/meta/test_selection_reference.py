@@ -209,3 +209,17 @@ def test_step_model_analytic_scores_match_differences() -> None:
         )
         numeric = gradient(problem.loglik, theta, np.ones(5, dtype=bool), np.full(5, 1e-4))
         np.testing.assert_allclose(problem.gradient(theta), numeric, rtol=1e-8)
+
+
+def test_two_stage_bootstrap_weights() -> None:
+    """Counts keep each drawn cluster's size times the number of times it was drawn, and
+    never come from a single cluster."""
+    codes = np.repeat(np.arange(3), [2, 3, 5])
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        counts = meta.two_stage_weights(codes, rng)
+        per_cluster = np.bincount(codes, weights=counts)
+        sizes = np.bincount(codes)
+        times = per_cluster / sizes
+        assert np.allclose(times, np.round(times)) and times.sum() == 3
+        assert np.count_nonzero(times) >= 2
