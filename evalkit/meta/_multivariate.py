@@ -252,6 +252,16 @@ def outcome_design(values: pd.Series) -> tuple[np.ndarray, list[str]]:
         labels = [str(c) for c in values.cat.categories if (values == c).any()]
     else:
         labels = sorted(set(values.astype(str)))
+    folded: dict[str, list[str]] = {}
+    for label in labels:
+        folded.setdefault(" ".join(label.split()).casefold(), []).append(label)
+    clashes = [group for group in folded.values() if len(group) > 1]
+    if clashes:
+        shown = "; ".join(" / ".join(repr(g) for g in group) for group in clashes)
+        raise EvalkitInputError(
+            f"outcome labels that differ only in case or spacing: {shown}. They would be "
+            "fitted as different outcomes; recode them to one spelling."
+        )
     codes = values.astype(str).map({label: i for i, label in enumerate(labels)}).to_numpy()
     return np.asarray(codes, dtype=np.int64), labels
 

@@ -12,6 +12,7 @@ effect as if it were independent (Pustejovsky, Citkowicz & Joshi 2025).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import optimize
@@ -37,8 +38,9 @@ class Problem:
     def p(self) -> int:
         return self.x.shape[1]
 
-    @property
+    @cached_property
     def pvals(self) -> np.ndarray:
+        """Each effect's p-value (computed once per problem)."""
         return p_values(self.y, self.v, self.selection.alternative)
 
     def split(self, theta: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
@@ -113,7 +115,7 @@ class Optimum:
     gradient_norm: float
 
 
-def _bounds(problem: Problem, theta0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _bounds(problem: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lower and upper bounds and which coordinates are held at their start."""
     sel = problem.selection
     lower = np.concatenate([np.full(problem.p, -np.inf), [0.0], sel.lower])
@@ -143,7 +145,7 @@ def maximise(problem: Problem, starts: list[np.ndarray], *, polish: bool = True)
 
 
 def _from(problem: Problem, start: np.ndarray, polish: bool) -> Optimum:
-    lower, upper, held = _bounds(problem, start)
+    lower, upper, held = _bounds(problem)
     scale = problem.scales()
     theta0 = np.clip(start, lower, upper)
     free = ~held

@@ -141,6 +141,11 @@ def test_multivariate_inputs_are_checked() -> None:
         meta.multivariate(
             data, effect="yi", variance="vi", outcome="outcome", study="trial", struct="AR"
         )  # type: ignore[arg-type]
+    with pytest.raises(EvalkitInputError, match="differ only in case or spacing: 'AL' / 'al'"):
+        meta.multivariate(
+            data.assign(outcome=["al" if i == 3 else o for i, o in enumerate(data["outcome"])]),
+            effect="yi", variance="vi", outcome="outcome", study="trial", covariance=covariance,
+        )  # fmt: skip
     fit = meta.multivariate(
         data, effect="yi", variance="vi", outcome="outcome", study="trial", covariance=covariance
     )
