@@ -26,8 +26,10 @@ from evalkit.core import (
     describe_rows,
     require_columns,
 )
+from evalkit.meta._forest import labelled
 from evalkit.meta._input import MetaData
 from evalkit.meta._results import MetaResults, multilevel_structure
+from evalkit.meta._robust import cluster_labels
 
 TrimFillEstimator = Literal["L0", "R0"]
 Side = Literal["left", "right"]
@@ -265,13 +267,9 @@ def leave_one_out(result: MetaResults, *, cluster: Any = None, labels: Any = Non
     by ``labels`` (a column of the fit's data, such as ``"author"``, or one label per
     effect), by the cluster, or by the data's row labels.
     """
-    from evalkit.meta._forest import labelled
-
     if result.structure is not None and cluster is None:
         cluster = multilevel_structure(result)[0].cluster_labels
     if cluster is not None:
-        from evalkit.meta._robust import cluster_labels
-
         cluster = cluster_labels(result, cluster)
     groups = np.arange(result.y.size) if cluster is None else np.asarray(cluster)
     names = labelled(result, labels) if cluster is None else None
@@ -336,8 +334,6 @@ def influence(result: MetaResults, *, labels: Any = None) -> pd.DataFrame:
                 "weight": 100.0 * w[i] / w.sum(),
             }
         )
-    from evalkit.meta._forest import labelled
-
     index = labelled(result, labels) if labels is not None else result.weights.index
     return pd.DataFrame(rows, index=pd.Index(index))
 
