@@ -36,6 +36,16 @@ class WLSFit:
     logdet_xwx: float
 
 
+def profiled_loglik(
+    *, n: int, p: int, logdet: float, logdet_x: float, quad: float, logdet_xtx: float, reml: bool
+) -> float:
+    """The (restricted) log-likelihood with metafor's constants, from log|V|,
+    log|XᵀV⁻¹X|, the GLS quadratic form and log|XᵀX| (REML adds ½ log|XᵀX|)."""
+    if reml:
+        return -0.5 * ((n - p) * np.log(2 * np.pi) + logdet + logdet_x + quad) + 0.5 * logdet_xtx
+    return -0.5 * (n * np.log(2 * np.pi) + logdet + quad)
+
+
 def wls(y: FloatArray, v: FloatArray, x: FloatArray, tau2: float) -> WLSFit:
     """WLS with weights ``1/(v + τ²)``, solved through a Cholesky factor of XᵀWX."""
     w = 1.0 / (v + tau2)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from evalkit.core import FloatArray
+from evalkit.meta._algebra import profiled_loglik
 
 
 @dataclass(frozen=True)
@@ -148,13 +149,10 @@ class Blocks:
                         )
         if reml:
             gradient += 0.5 * np.einsum("pq,lpq->l", cov, inner)
-        n = self.y.size
-        if reml:
-            _, logdet_xtvx = np.linalg.slogdet(xtvx)
-            loglik = -0.5 * ((n - p) * np.log(2 * np.pi) + logdet + logdet_xtvx + quad)
-            loglik += 0.5 * self.logdet_xtx
-        else:
-            loglik = -0.5 * (n * np.log(2 * np.pi) + logdet + quad)
+        loglik = profiled_loglik(
+            n=self.y.size, p=p, logdet=logdet, logdet_x=float(np.linalg.slogdet(xtvx)[1]),
+            quad=quad, logdet_xtx=self.logdet_xtx, reml=reml,
+        )  # fmt: skip
         if not hessian:
             return Evaluation(float(loglik), gradient, beta, cov)
         trace_qq = tr_vv.copy()

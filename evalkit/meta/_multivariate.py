@@ -22,6 +22,7 @@ import pandas as pd
 from scipy import optimize
 
 from evalkit.core import EvalkitInputError
+from evalkit.meta._algebra import profiled_loglik
 
 Struct = Literal["UN", "HCS", "CS"]
 
@@ -91,13 +92,10 @@ class OutcomeBlocks:
         for rows, m in solved:
             r = self.y[rows] - self.x[rows] @ beta
             quad += float(np.sum(r * np.linalg.solve(m, r[..., None])[..., 0]))
-        n = self.y.size
-        if reml:
-            _, logdet_x = np.linalg.slogdet(xtmx)
-            ll = -0.5 * ((n - p) * np.log(2 * np.pi) + logdet + logdet_x + quad)
-            ll += 0.5 * self.logdet_xtx
-        else:
-            ll = -0.5 * (n * np.log(2 * np.pi) + logdet + quad)
+        ll = profiled_loglik(
+            n=self.y.size, p=p, logdet=logdet, logdet_x=float(np.linalg.slogdet(xtmx)[1]),
+            quad=quad, logdet_xtx=self.logdet_xtx, reml=reml,
+        )  # fmt: skip
         return Fit(float(ll), beta, cov)
 
     def cluster_blocks(self, tau: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -28,6 +28,8 @@ from evalkit.core import (
     VarianceComponents,
     figure_and_axes,
 )
+from evalkit.meta._algebra import ModelMethod
+from evalkit.meta._input import MetaData
 from evalkit.meta._numeric import hessian
 from evalkit.meta._results import MetaResults, multilevel_structure
 from evalkit.meta._robust import cluster_labels
@@ -38,6 +40,7 @@ from evalkit.meta._selection_functions import (
     selection_function,
 )
 from evalkit.meta._selection_likelihood import Optimum, Problem, difference_steps, maximise
+from evalkit.meta._univariate import fit
 
 
 @dataclass(frozen=True)
@@ -169,18 +172,15 @@ def _check_size(problem: Problem) -> None:
 
 
 def _normal_ml(result: MetaResults) -> tuple[np.ndarray, float, float]:
-    """β, τ² and log-likelihood of the same mean model without selection, by ML."""
-    problem = Problem(
-        result.y,
-        result.v,
-        result.x,
-        selection_function("step", (1.0,), "greater"),
-        result.method not in ("FE", "EE", "CE"),
-        np.ones(result.y.size),
-    )
-    start = np.concatenate([result.params.to_numpy(), [float(result.tau2)], [1.0]])
-    found = maximise(problem, [start])
-    return found.theta[: result.x.shape[1]], float(found.theta[result.x.shape[1]]), found.loglik
+    """β, τ² and log-likelihood of the same mean model without selection, by ML (the
+    univariate estimator, on all effects)."""
+    data = MetaData(
+        result.y, result.v, result.x, list(result.params.index), pd.RangeIndex(result.y.size),
+        None, True,
+    )  # fmt: skip
+    method: ModelMethod = "FE" if result.method in ("FE", "EE", "CE") else "ML"
+    plain = fit(data, method=method, test="z", level=result.level, formula=None)
+    return plain.params.to_numpy(), float(plain.tau2), float(plain.facts["logLik"])
 
 
 def _hessian_coordinates(problem: Problem, theta: np.ndarray) -> np.ndarray:
