@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def best_of(function: Callable[[], object], repeats: int = 5) -> float:
@@ -14,3 +18,17 @@ def best_of(function: Callable[[], object], repeats: int = 5) -> float:
         function()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def r_numbers(script: str) -> list[float] | None:
+    """Run an R script and read the numbers it prints (None without Rscript or on
+    failure); ``NA`` reads as NaN."""
+    if shutil.which("Rscript") is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.R"
+        path.write_text(script)
+        out = subprocess.run(["Rscript", str(path)], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        return None
+    return [float("nan") if x == "NA" else float(x) for x in out.stdout.split()]

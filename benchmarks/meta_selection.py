@@ -18,16 +18,14 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _timing import best_of
+from _timing import best_of, r_numbers
 
 import evalkit
 from evalkit import meta
@@ -85,15 +83,7 @@ cat(time_of(function() rma.mv(yi, V, mods = ~ outcome - 1, random = ~ outcome | 
 
 
 def r_seconds() -> list[float] | None:
-    if shutil.which("Rscript") is None:
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp) / "bench.R"
-        script.write_text(R_SCRIPT)
-        out = subprocess.run(["Rscript", str(script)], capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        return None
-    return [float("nan") if x == "NA" else float(x) for x in out.stdout.split()]
+    return r_numbers(R_SCRIPT)
 
 
 def main() -> None:

@@ -15,8 +15,9 @@ _CITATIONS: dict[str, str] = {
     "bcg": "Colditz et al. (1994): BCG vaccine trials.",
     "kalaian1996": "Kalaian & Raudenbush (1996): SAT coaching, verbal and math outcomes.",
     "hsb": "Raudenbush & Bryk (2002, ch. 4): High School and Beyond, 7,185 students in 160 schools.",
+    "penicillin": "Davies & Goldsmith (1972) via lme4: penicillin assay, 24 plates x 6 samples (crossed).",
 }
-_STRING_COLUMNS = {"hsb": {"school": str}}
+_STRING_COLUMNS = {"hsb": {"school": str}, "penicillin": {"plate": str, "sample": str}}
 
 
 def names() -> list[str]:

@@ -6,7 +6,7 @@ import pytest
 
 from evalkit import EvalkitInputError, datasets
 
-# Rows and columns as exported from metadat 1.2-0 and nlme 3.1-162.
+# Rows and columns as exported from metadat 1.2-0, nlme 3.1-162 and lme4 1.1-31.
 SHAPES = {
     "raudenbush1985": (19, 10),
     "konstantopoulos2011": (56, 6),
@@ -14,6 +14,7 @@ SHAPES = {
     "bcg": (13, 9),
     "kalaian1996": (67, 12),
     "hsb": (7185, 11),
+    "penicillin": (144, 3),
 }
 
 

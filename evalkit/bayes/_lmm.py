@@ -50,7 +50,7 @@ from evalkit.bayes._results import (
     sampling_warnings,
 )
 from evalkit.core import INTERCEPT, EvalkitInputError, VarianceComponents
-from evalkit.multilevel import MixedModelSpec, specify
+from evalkit.multilevel import MixedModelSpec, SufficientStats, specify
 
 Sampler = Literal["nutpie", "pymc"]
 Family = Literal["gaussian", "bernoulli"]
@@ -64,7 +64,13 @@ def _prior_scale(x: np.ndarray) -> np.ndarray:
 def _collapsed_layout(fit: MixedModelSpec, y_std: np.ndarray) -> Layout | SlopeLayout:
     """The collapsed kernel's data: per-cluster sufficient statistics of the
     standardised outcome, as the REML engine builds them."""
+    if fit.crossed:
+        raise EvalkitInputError(
+            "the Bayesian layer fits nested random effects; this model's grouping factors "
+            "cross. Fit it with evalkit.multilevel.lmm (REML/ML) instead."
+        )
     stats = fit.sufficient_statistics(y_std)
+    assert isinstance(stats, SufficientStats)
     widths = [z.shape[1] for z in fit.frame.z]
     return Layout.from_stats(stats) if max(widths) == 1 else SlopeLayout.from_stats(stats)
 

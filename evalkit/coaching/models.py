@@ -5,7 +5,7 @@ achievement (students in teachers in schools)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -44,6 +44,9 @@ class ModelSequence:
     metric: str
     dropped: Dropped = field(default_factory=Dropped)
     conversions: tuple[str, ...] = ()
+    reliability: float | None = None
+    """Mean reliability of a teacher's mean score (instruction models), or None."""
+    measurement_notes: tuple[str, ...] = ()
 
     def table(self, *, digits: int = 2, title: str | None = None) -> Table:
         """Side-by-side table: fixed effects (SE), variance components, ICCs,
@@ -64,6 +67,7 @@ class ModelSequence:
         if self.dropped.n:
             notes.append(f"Before fitting, {self.dropped.describe()}")
         notes.extend(self.conversions)
+        notes.extend(self.measurement_notes)
         shown = [
             str(t)
             for t in dict.fromkeys(t for m in self.models.values() for t in m.params.index)
@@ -104,14 +108,19 @@ class ModelSequence:
 
 
 def _effects(
-    models: dict[str, LMMResults], treatment: str, standardizer: Standardizer
+    models: dict[str, LMMResults],
+    treatment: str,
+    standardizer: Standardizer,
+    exclude: Sequence[str] = (),
 ) -> pd.DataFrame:
     null = models["Null"]
     rows = {}
     for name, model in models.items():
         if treatment not in model.params.index:
             continue
-        es = effect_size(model, treatment, standardizer=standardizer, reference=null)
+        es = effect_size(
+            model, treatment, standardizer=standardizer, reference=null, exclude=exclude
+        )
         rows[name] = {
             "estimate": float(model.params[treatment]),
             "std_error": float(model.std_errors[treatment]),
@@ -137,9 +146,12 @@ def fit_sequence(
     metric: str,
     df_method: DfMethod = "satterthwaite",
     dropped: Dropped | None = None,
+    exclude: Sequence[str] = (),
 ) -> ModelSequence:
     """Fit the four models; the covariates model adds ``covariates`` (including the
     moderators' main effects), the moderation model the treatment × moderator terms.
+    ``exclude`` names random factors left out of the effect-size standardiser
+    (crossed raters: measurement error, not differences between teachers).
 
     The treatment must be coded 0/1; true/false and the usual words (yes/no, y/n,
     coached/comparison, treatment/control, treated/untreated, in any case) are
@@ -173,7 +185,7 @@ def fit_sequence(
             "so the sequence compares like with like."
         )
     return ModelSequence(
-        outcome, treatment, steps, _effects(steps, treatment, standardizer), standardizer, metric,
+        outcome, treatment, steps, _effects(steps, treatment, standardizer, exclude), standardizer, metric,
         dropped or Dropped(), (conversion,) if conversion else (),
     )  # fmt: skip
 
@@ -292,13 +304,26 @@ def instruction_models(
     teacher: str = "teacher_id",
     rubric: tuple[float, float] = (1.0, 7.0),
     df_method: DfMethod = "satterthwaite",
+    raters: RaterEffects = "fixed",
 ) -> ModelSequence:
     """Repeated observation scores in teachers in schools; the effect is standardised
     on the teacher-level distribution of the null model (Hedges 2007; WWC Procedures and Standards Handbook 5.0, Appendix E).
 
+    ``raters="fixed"`` adjusts for each rater's severity with rater dummies;
+    ``raters="random"`` makes the rater a crossed random factor (raters are a sample
+    of possible raters, as in a G study), whose variance is left out of the effect
+    size's teacher-level SD. Either way the sequence reports the reliability of a
+    teacher's mean score, ``mean_j τ/(τ + σ²/n_j + σ²_rater/r_j)`` from the null
+    model (τ the teacher-level variance, n_j the teacher's scores, r_j its raters;
+    the rater term only when raters are random), which attenuates the
+    instruction–achievement relation (see the G-study docs).
+
     Scores outside the rubric's range and observations of teachers absent from the
     teacher table are errors that name the rows or IDs.
     """
+    check_option("raters", raters, RaterEffects)
+    if raters == "random" and not rater:
+        raise EvalkitInputError("raters='random' needs the rater column (rater=...).")
     require_columns(observations, [teacher, score] + [c for c in (occasion, rater) if c])
     require_columns(teachers, [teacher, school, treatment])
     require_columns(conditions_table, [school, *conditions])
@@ -323,19 +348,65 @@ def instruction_models(
     covariates = list(conditions)
     if occasion:
         covariates.append(occasion)
+    random = f"(1 | {school}/{teacher})"
     if rater:
         data["_rater"] = data[rater].astype(str)
-        covariates.append("C(_rater)")
+        if raters == "fixed":
+            covariates.append("C(_rater)")
+        else:
+            random += f" + (1 | {rater})"
     used = [score, treatment, school, teacher, *conditions] + [
         c for c in (occasion, "_rater" if rater else None) if c
     ]
     data, dropped = complete_cases(data, used, "drop")
-    return fit_sequence(
-        data, outcome=score, treatment=treatment,
-        random=f"(1 | {school}/{teacher})",
+    exclude = (rater,) if (rater and raters == "random") else ()
+    sequence = fit_sequence(
+        data, outcome=score, treatment=treatment, random=random,
         covariates=covariates, moderators=list(conditions), standardizer="clusters",
-        metric="teacher-level", df_method=df_method, dropped=dropped,
+        metric="teacher-level", df_method=df_method, dropped=dropped, exclude=exclude,
     )  # fmt: skip
+    value, note = score_reliability(
+        sequence.models["Null"], data, teacher=teacher, rater=rater,
+        random_raters=raters == "random", rater_label=rater,
+    )  # fmt: skip
+    return replace(sequence, reliability=value, measurement_notes=(note,))
+
+
+RaterEffects = Literal["fixed", "random"]
+
+
+def score_reliability(
+    null: LMMResults,
+    data: pd.DataFrame,
+    *,
+    teacher: str,
+    rater: str | None,
+    random_raters: bool,
+    rater_label: str | None = None,
+) -> tuple[float, str]:
+    """Mean reliability of teachers' mean scores from the null model and its note."""
+    components = null.variance_components
+    assert components is not None
+    variances = components.intercept_variances()
+    rater_var = variances.pop(rater, 0.0) if (rater and random_raters) else 0.0
+    tau = float(sum(variances.values()))
+    counts = data.groupby(teacher).size()
+    distinct = data.groupby(teacher)[rater].nunique() if rater else counts * 0 + 1
+    lam = tau / (tau + null.sigma2 / counts + rater_var / distinct)
+    value = float(lam.mean())
+    how = (
+        f"rater severity ({rater_label}) as a crossed random factor, its variance counted as error"
+        if random_raters
+        else "rater severity adjusted by fixed effects"
+        if rater
+        else "no rater information"
+    )
+    note = (
+        f"Reliability of a teacher's mean score: {value:.2f} (mean over teachers of "
+        f"τ/(τ + σ²/n_j{' + σ²_rater/r_j' if random_raters else ''}) from the null model; {how}). "
+        "Measurement error attenuates the instruction–achievement relation by about this factor."
+    )
+    return value, note
 
 
 def centre(data: pd.DataFrame, columns: Sequence[str], centring: str, group: str) -> pd.DataFrame:

@@ -1,6 +1,7 @@
 """Data for evaluations: validation, the simulated district and bundled datasets."""
 
 from evalkit.data.messy import EXPORT_MAPPING, bundled_export, messy_exports, write_exports
+from evalkit.data.ratings import RatingSDs, simulate_observation_scores
 from evalkit.data.rollout import simulate_rollout
 from evalkit.data.simulate import (
     CONDITIONS,
@@ -19,6 +20,7 @@ __all__ = [
     "SURVEY_ITEMS",
     "District",
     "DistrictTruth",
+    "RatingSDs",
     "bundled_export",
     "check_columns",
     "check_nesting",
@@ -26,6 +28,7 @@ __all__ = [
     "messy_exports",
     "missing_report",
     "simulate_district",
+    "simulate_observation_scores",
     "simulate_rollout",
     "write_exports",
 ]

@@ -6,6 +6,7 @@ tests, profile CIs, conditional modes and standardised effect sizes."""
 from evalkit.multilevel.blups import caterpillar_plot, ranef, reliability
 from evalkit.multilevel.formula import ParsedFormula, RandomTerm, parse_formula
 from evalkit.multilevel.frame import Marginal, ModelFrame, clusters
+from evalkit.multilevel.gtheory import GStudy, g_study
 from evalkit.multilevel.hypotheses import LikelihoodRatioTest, f_test, lrt
 from evalkit.multilevel.model import DfMethod, EstimationMethod, LMMResults, lmm
 from evalkit.multilevel.profile_ci import profile_intervals
@@ -24,6 +25,7 @@ from evalkit.multilevel.summaries import (
 __all__ = [
     "DfMethod",
     "EstimationMethod",
+    "GStudy",
     "LMMResults",
     "Level",
     "LikelihoodRatioTest",
@@ -39,6 +41,7 @@ __all__ = [
     "clusters",
     "effect_size",
     "f_test",
+    "g_study",
     "icc",
     "lmm",
     "lrt",

@@ -10,6 +10,7 @@ import pandas as pd
 from scipy import stats
 
 from evalkit.core import INTERCEPT, EvalkitInputError, figure_and_axes
+from evalkit.multilevel.crossed import CrossedReducer, CrossedStats
 from evalkit.multilevel.frame import Marginal, clusters
 from evalkit.multilevel.spec import require_fit
 
@@ -35,7 +36,16 @@ def ranef(result: LMMResults) -> dict[str, pd.DataFrame]:
     factors = result.factors
     beta = result.params.to_numpy()
     rows: dict[int, list[tuple[Any, ...]]] = {k: [] for k in range(len(result.levels))}
-    for cluster in clusters(result.frame):
+    stats = result.stats
+    if isinstance(stats, CrossedStats) and all(k == 1 for k in stats.q):
+        # crossed random intercepts: from the blocked factorisation, at any size
+        modes, variances = CrossedReducer(stats).conditional_modes(result.theta)
+        for index, (mode, var) in enumerate(zip(modes, variances, strict=True)):
+            rows[index] = [
+                (code, 0, float(m), result.sigma2 * float(v))
+                for code, (m, v) in enumerate(zip(mode, var, strict=True))
+            ]
+    for cluster in clusters(result.frame) if not rows[0] else ():
         marginal = Marginal.at(cluster, factors, result.sigma2)
         resid = cluster.y - cluster.x @ beta
         modes = marginal.r @ (cluster.z.T @ resid)

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, sparse
 
-from evalkit.multilevel.stats import SufficientStats
+from evalkit.multilevel.crossed import CrossedReducer, CrossedStats, em_start
+from evalkit.multilevel.stats import Reduction, SufficientStats
 
 
 @dataclass(frozen=True)
@@ -63,20 +64,13 @@ class ThetaLayout:
         return out
 
 
+EM_FLOOR = 0.05
+"""Smallest starting θ taken from the EM start (see :func:`optimise`)."""
+
 THETA_MAX = 1e4
 """Bound on |θ| (random-effect SD relative to the residual SD, 10⁴: a variance ratio of
 10⁸). The profiled deviance flattens as a variance grows, and without a bound a
 quasi-Newton step can fly to 10⁹, where XᵀM⁻¹X is no longer numerically definite."""
-
-
-@dataclass(frozen=True)
-class Reduction:
-    """Totals after the recursion, at one θ."""
-
-    logdet: float
-    xtmx: np.ndarray
-    xtmy: np.ndarray
-    ytmy: float
 
 
 class Reducer:
@@ -151,6 +145,14 @@ def _reduce_levels(
     return Reduction(logdet, total[:p, :p], total[:p, p], float(total[p, p]))
 
 
+def reducer_for(stats: SufficientStats | CrossedStats) -> Reducer | CrossedReducer:
+    """The evaluator of ``log|M|`` and the ``M⁻¹`` cross-products for these statistics:
+    the nested recursion, or the blocked factorisation of a crossed design."""
+    if isinstance(stats, CrossedStats):
+        return CrossedReducer(stats)
+    return Reducer(stats)
+
+
 def reduce(stats: SufficientStats, factors: list[np.ndarray]) -> Reduction:
     """Run the recursive Woodbury reduction from the lowest level to the top."""
     return _reduce_levels(stats.cross, factors, stats.starts, stats.p, 0.0)
@@ -167,10 +169,14 @@ class Profile:
 
 
 def profile(
-    stats: SufficientStats, factors: list[np.ndarray], *, reml: bool, reducer: Reducer | None = None
+    stats: SufficientStats | CrossedStats,
+    factors: list[np.ndarray],
+    *,
+    reml: bool,
+    reducer: Reducer | CrossedReducer | None = None,
 ) -> Profile:
     """lme4's profiled deviance (REML criterion or −2 log-likelihood) at θ."""
-    red = reducer(factors) if reducer is not None else reduce(stats, factors)
+    red = (reducer or reducer_for(stats))(factors)
     chol = np.linalg.cholesky(red.xtmx)
     beta = np.linalg.solve(red.xtmx, red.xtmy)
     rss = red.ytmy - float(beta @ red.xtmy)
@@ -197,7 +203,7 @@ class Optimum:
     attempts: tuple[str, ...]
 
 
-def optimise(stats: SufficientStats, layout: ThetaLayout, *, reml: bool) -> Optimum:
+def optimise(stats: SufficientStats | CrossedStats, layout: ThetaLayout, *, reml: bool) -> Optimum:
     """Minimise the profiled deviance over θ (bounded: diagonals of T ≥ 0).
 
     L-BFGS-B with central-difference gradients, then Newton steps with a
@@ -206,7 +212,7 @@ def optimise(stats: SufficientStats, layout: ThetaLayout, *, reml: bool) -> Opti
     other points (lme4's allFit idea) and keeps the best, reporting every attempt.
     """
 
-    reducer = Reducer(stats)
+    reducer = reducer_for(stats)
 
     def objective(theta: np.ndarray) -> float:
         try:
@@ -220,11 +226,22 @@ def optimise(stats: SufficientStats, layout: ThetaLayout, *, reml: bool) -> Opti
 
     if intercepts_only(layout.q):
         # Exact gradients: fewer evaluations, and no finite-difference noise on big data.
+        last: dict[bytes, tuple[float, np.ndarray]] = {}
+
         def fun_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            key = np.asarray(theta, dtype=float).tobytes()
+            if key in last:  # the optimiser asks again for the point it started from
+                return last[key]
             try:
-                return value_and_gradient(reducer, theta, reml=reml)
+                if isinstance(reducer, CrossedReducer):
+                    out = reducer.value_and_gradient(theta, reml=reml)
+                else:
+                    out = value_and_gradient(reducer, theta, reml=reml)
             except np.linalg.LinAlgError:
-                return np.inf, np.zeros_like(theta)
+                out = (np.inf, np.zeros_like(theta))
+            last.clear()
+            last[key] = out
+            return out
 
         def gradient(theta: np.ndarray) -> np.ndarray:
             return fun_and_grad(theta)[1]
@@ -243,12 +260,28 @@ def optimise(stats: SufficientStats, layout: ThetaLayout, *, reml: bool) -> Opti
     best_ok = False
     iterations = 0
     norm = np.inf
-    for start_scale in (1.0, 0.1, 3.0):
-        start = layout.start() * start_scale
+    exact = isinstance(reducer, CrossedReducer) and intercepts_only(layout.q)
+    starts = [(f"start x{scale}", layout.start() * scale) for scale in (1.0, 0.1, 3.0)]
+    if exact:
+        # EM sweeps on the cross-products put the first start near the optimum; away
+        # from 0, where the deviance (even in each θ) has a zero gradient.
+        starts.insert(0, ("EM start", np.maximum(em_start(stats), EM_FLOOR)))  # type: ignore[arg-type]
+    for label, start in starts:
+        options = {"ftol": 1e-15, "gtol": 1e-9, "maxiter": 1000}
+        if exact:
+            # Exact gradients whose rounding noise is about 1e-9 of the deviance: stop
+            # there instead of letting the line search cycle on noise.
+            options["gtol"] = exact_tolerance(float(fun_and_grad(start)[0]))
         first = optimize.minimize(
-            lbfgs_fun, start, jac=lbfgs_jac, method="L-BFGS-B",
-            bounds=bounds, options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 1000},
-        )  # fmt: skip
+            lbfgs_fun, start, jac=lbfgs_jac, method="L-BFGS-B", bounds=bounds, options=options
+        )
+        if exact:
+            norm = _projected_norm(np.asarray(first.jac), np.asarray(first.x), lower)
+            if norm < exact_tolerance(float(first.fun)):
+                iterations += int(first.nit)
+                attempts.append(f"{label}: deviance {first.fun:.10g}, gradient {norm:.1e}")
+                best_theta, best_value, best_ok = np.asarray(first.x), float(first.fun), True
+                return Optimum(best_theta, best_value, iterations, norm, True, tuple(attempts))
         theta, value, steps, decrement = _newton(objective, np.asarray(first.x), lower, gradient)
         iterations += int(first.nit) + steps
         gain = 0.0
@@ -265,7 +298,7 @@ def optimise(stats: SufficientStats, layout: ThetaLayout, *, reml: bool) -> Opti
         decrement = max(decrement, gain)
         norm = _projected_norm(gradient(theta), theta, lower)
         attempts.append(
-            f"start x{start_scale}: deviance {value:.10g}, gradient {norm:.1e}, decrement {decrement:.1e}"
+            f"{label}: deviance {value:.10g}, gradient {norm:.1e}, decrement {decrement:.1e}"
         )
         if value < best_value - 1e-10:
             best_theta, best_value, best_ok = theta, value, _accepted(norm, decrement, value)
@@ -315,6 +348,12 @@ def gradient_tolerance(deviance: float) -> float:
     difference step), so the tolerance is five times that: ``5e-9·|deviance|``.
     """
     return max(1e-3, 5e-9 * abs(deviance))
+
+
+def exact_tolerance(deviance: float) -> float:
+    """Largest acceptable projected gradient when the gradient is exact (crossed
+    random intercepts): its rounding noise, about ``1e-9·|deviance|``, with a margin."""
+    return 1e-8 + 5e-9 * abs(deviance)
 
 
 def _gradient(objective: object, theta: np.ndarray, lower: np.ndarray) -> np.ndarray:

@@ -17,19 +17,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evalkit.core import EvalkitInputError
+
+DENSE_CLUSTER_LIMIT = 50_000_000
+"""Largest rows × effects (400 MB of doubles) of the one dense cluster a crossed model
+is treated as by the methods that work cluster by cluster."""
+
 
 @dataclass(frozen=True)
 class ModelFrame:
     """The fitted rows: fixed design, response, random-effect columns and group codes.
 
     ``z`` and ``codes`` are per level, lowest level first (as in the sufficient
-    statistics); ``z[l]`` is ``n × q_l``.
+    statistics); ``z[l]`` is ``n × q_l``. When the levels cross (``crossed``) they are
+    ordered by number of groups, most first, and the whole data form one cluster.
     """
 
     x: np.ndarray
     y: np.ndarray
     z: tuple[np.ndarray, ...]
     codes: tuple[np.ndarray, ...]
+    crossed: bool = False
 
     @property
     def n_levels(self) -> int:
@@ -91,10 +99,26 @@ class Cluster:
 
 
 def clusters(frame: ModelFrame) -> Iterator[Cluster]:
-    """Yield the top-level clusters of a model frame, each with its expanded ``Z``."""
+    """Yield the top-level clusters of a model frame, each with its expanded ``Z``
+    (one cluster holding every row when the levels cross)."""
     top = frame.codes[-1]
-    order = np.lexsort(tuple(frame.codes))
-    bounds = np.flatnonzero(np.r_[True, top[order][1:] != top[order][:-1], True])
+    if frame.crossed:
+        columns = sum(
+            (int(c.max()) + 1) * z.shape[1] for c, z in zip(frame.codes, frame.z, strict=True)
+        )
+        if top.size * columns > DENSE_CLUSTER_LIMIT:
+            raise EvalkitInputError(
+                f"this method works on the dense random-effects design of a crossed model: "
+                f"{top.size:,} rows × {columns:,} effects ({8 * top.size * columns / 2**30:.1f} "
+                "GiB), more than it may use. Satterthwaite df, likelihood-ratio and F tests "
+                "and profile CIs work at this size; Kenward–Roger and conditional modes "
+                "need a smaller crossed model."
+            )
+        order = np.arange(top.size)
+        bounds = np.array([0, top.size])
+    else:
+        order = np.lexsort(tuple(frame.codes))
+        bounds = np.flatnonzero(np.r_[True, top[order][1:] != top[order][:-1], True])
     for start, stop in itertools.pairwise(bounds):
         rows = order[start:stop]
         blocks, level, group, component = [], [], [], []

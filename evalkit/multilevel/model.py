@@ -23,10 +23,15 @@ from evalkit.core import (
     check_option,
 )
 from evalkit.multilevel.containment import containment_df
+from evalkit.multilevel.crossed import CrossedReducer, CrossedStats
 from evalkit.multilevel.engine import Optimum, ThetaLayout, optimise, profile
 from evalkit.multilevel.frame import ModelFrame
 from evalkit.multilevel.kenward_roger import KenwardRoger, kenward_roger
-from evalkit.multilevel.satterthwaite import VarparInference, varpar_inference
+from evalkit.multilevel.satterthwaite import (
+    VarparInference,
+    varpar_inference,
+    varpar_inference_exact,
+)
 from evalkit.multilevel.sm_engine import fit_statsmodels
 from evalkit.multilevel.spec import Level, MixedModelSpec, model_rows, specify
 from evalkit.multilevel.stats import SufficientStats
@@ -72,7 +77,7 @@ class LMMResults(ModelResults):
         return self._spec().frame
 
     @property
-    def stats(self) -> SufficientStats:
+    def stats(self) -> SufficientStats | CrossedStats:
         """Per-cluster sufficient statistics of the fitted rows."""
         return self._spec().stats
 
@@ -243,7 +248,7 @@ def build_results(
         "gradient_norm": optimum.gradient_norm,
         "converged": optimum.converged,
         "singular": singular,
-        "engine": "nested sufficient statistics",
+        "engine": "crossed (blocked Cholesky)" if spec.crossed else "nested sufficient statistics",
     }
     warnings = []
     if singular:
@@ -300,7 +305,7 @@ def _with_summaries(result: LMMResults, reference: LMMResults | None) -> LMMResu
 
 def _degrees_of_freedom(
     df_method: str,
-    stats: SufficientStats,
+    stats: SufficientStats | CrossedStats,
     layout: ThetaLayout,
     theta: np.ndarray,
     sigma2: float,
@@ -310,12 +315,21 @@ def _degrees_of_freedom(
     p = stats.p
     unit = np.eye(p)
     if df_method == "satterthwaite":
-        info = varpar_inference(stats, layout, theta, float(np.sqrt(sigma2)), reml=reml)
+        if isinstance(stats, CrossedStats) and all(size == 1 for size in layout.q):
+            reducer = CrossedReducer(stats)
+            info = varpar_inference_exact(reducer, theta, float(np.sqrt(sigma2)), reml=reml)
+        else:
+            info = varpar_inference(stats, layout, theta, float(np.sqrt(sigma2)), reml=reml)
         return np.array([info.df(unit[j]) for j in range(p)]), info
     if df_method == "kenward-roger":
         kr = kenward_roger(frame, layout, layout.factors(theta), sigma2)
         return np.array([kr.df(unit[[j]])[0] for j in range(p)]), kr
     if df_method == "containment":
+        if frame.crossed:
+            raise EvalkitInputError(
+                "df_method='containment' is nlme's rule for nested designs; this model's "
+                "factors cross. Use 'satterthwaite' or 'kenward-roger'."
+            )
         return containment_df(frame), None
     if df_method == "residual":
         return np.full(p, float(stats.n - p)), None

@@ -28,6 +28,13 @@ def robust(result: LMMResults, *, type: RobustType = "CR2") -> RobustResults:
         raise EvalkitInputError(
             "this fit kept no model frame; refit it with evalkit.multilevel.lmm."
         )
+    if result.frame.crossed:
+        raise EvalkitInputError(
+            "robust() clusters on the top level of nested random effects; this model's "
+            "factors cross, so no clustering variable contains all the dependence (as "
+            "clubSandwich, which refuses non-nested lmer fits). Use the model-based SEs "
+            "with Satterthwaite or Kenward–Roger df."
+        )
     factors = result.factors
     blocks = [
         (cluster.rows, Marginal.at(cluster, factors, result.sigma2).dense())

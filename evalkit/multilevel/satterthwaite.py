@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evalkit.multilevel.engine import Reducer, ThetaLayout
+from evalkit.multilevel.crossed import CrossedReducer, CrossedStats
+from evalkit.multilevel.engine import ThetaLayout, reducer_for
 from evalkit.multilevel.stats import SufficientStats
 
 EIGEN_TOL = 1e-6
@@ -60,10 +61,10 @@ class VarparInference:
 
 
 def varpar_functions(
-    stats: SufficientStats, layout: ThetaLayout, *, reml: bool
+    stats: SufficientStats | CrossedStats, layout: ThetaLayout, *, reml: bool
 ) -> tuple[Callable[[np.ndarray], float], Callable[[np.ndarray], np.ndarray]]:
     """The unprofiled deviance and ``C(φ)`` as functions of ``φ = (θ, σ)``."""
-    reducer = Reducer(stats)
+    reducer = reducer_for(stats)
     n, p = stats.n, stats.p
 
     def parts(vp: np.ndarray) -> tuple[float, float, np.ndarray, float, float]:
@@ -140,7 +141,12 @@ def _richardson(tables: list[np.ndarray]) -> np.ndarray:
 
 
 def varpar_inference(
-    stats: SufficientStats, layout: ThetaLayout, theta: np.ndarray, sigma: float, *, reml: bool
+    stats: SufficientStats | CrossedStats,
+    layout: ThetaLayout,
+    theta: np.ndarray,
+    sigma: float,
+    *,
+    reml: bool,
 ) -> VarparInference:
     """``A = 2H⁻¹`` (positive eigen-directions only) and the Jacobian of C at φ̂."""
     deviance, covbeta = varpar_functions(stats, layout, reml=reml)
@@ -157,5 +163,56 @@ def varpar_inference(
         vcov_varpar=2.0 * inverse * np.outer(units, units),
         jacobian=slices / units[:, None, None],
         cov=covbeta(point * units),
+        negative_eigenvalues=int(np.sum(values < -EIGEN_TOL)),
+    )
+
+
+def varpar_inference_exact(
+    reducer: CrossedReducer, theta: np.ndarray, sigma: float, *, reml: bool
+) -> VarparInference:
+    """The same pieces from exact gradients (crossed random intercepts).
+
+    The unprofiled deviance is ``D = log|Ω_S| + r²/σ² + ν log(2πσ²)`` (ν = n − p for
+    REML, n for ML): its σ-derivatives are analytic, its θ-gradient exact, so the
+    Hessian needs central differences of the gradient in θ only (Richardson over two
+    step sizes), 4k evaluations instead of the ~(2k²) a Hessian of values needs —
+    on InstEval (k = 2) eight evaluations instead of about eighty.
+    """
+    k = theta.size
+    dof = reducer.n - reducer.p if reml else reducer.n
+    sigma2 = sigma**2
+
+    def at(point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        parts = reducer.derivatives(point, reml=reml)
+        return parts.dlogdet + parts.drss / sigma2, np.linalg.inv(parts.xtmx)
+
+    base = reducer.derivatives(theta, reml=reml)
+    inv_xtmx = np.linalg.inv(base.xtmx)
+    hess = np.zeros((k + 1, k + 1))
+    slices = np.zeros((k + 1, *inv_xtmx.shape))
+    for i in range(k):
+        step = 0.02 * abs(theta[i]) if abs(theta[i]) > 5e-3 else 1e-4
+        tables = []
+        for h in (step, step / 2):
+            shift = np.zeros(k)
+            shift[i] = h
+            g_up, c_up = at(theta + shift)
+            g_down, c_down = at(theta - shift)
+            tables.append((np.r_[(g_up - g_down) / (2 * h)], sigma2 * (c_up - c_down) / (2 * h)))
+        hess[i, :k] = _richardson([t[0] for t in tables])
+        slices[i] = _richardson([t[1] for t in tables])
+    hess[:k, :k] = 0.5 * (hess[:k, :k] + hess[:k, :k].T)
+    hess[:k, k] = hess[k, :k] = -2.0 * base.drss / sigma**3
+    hess[k, k] = 6.0 * base.rss / sigma2**2 - 2.0 * dof / sigma2
+    slices[k] = 2.0 * sigma * inv_xtmx
+    units = np.r_[np.ones(k), sigma]
+    scaled = hess * np.outer(units, units)
+    values, vectors = np.linalg.eigh(scaled)
+    positive = values > EIGEN_TOL
+    inverse = (vectors[:, positive] / values[positive]) @ vectors[:, positive].T
+    return VarparInference(
+        vcov_varpar=2.0 * inverse * np.outer(units, units),
+        jacobian=slices,
+        cov=sigma2 * inv_xtmx,
         negative_eigenvalues=int(np.sum(values < -EIGEN_TOL)),
     )

@@ -8,6 +8,7 @@ without a REML fit.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -29,6 +30,7 @@ from evalkit.core import (
     read_formula,
     require_columns,
 )
+from evalkit.multilevel.crossed import CrossedStats, build_crossed, check_memory
 from evalkit.multilevel.engine import ThetaLayout
 from evalkit.multilevel.formula import ParsedFormula, RandomTerm, parse_formula
 from evalkit.multilevel.frame import ModelFrame
@@ -62,6 +64,8 @@ class ModelRows:
     complete: pd.DataFrame
     used: tuple[str, ...]
     dropped: Dropped
+    crossed: bool = False
+    """Whether some grouping factors cross (then levels are ordered by group count)."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,7 @@ class MixedModelSpec:
     levels: tuple[Level, ...]
     terms: tuple[str, ...]
     frame: ModelFrame
-    stats: SufficientStats
+    stats: SufficientStats | CrossedStats
     layout: ThetaLayout
     design_spec: Any
     dropped: Dropped
@@ -105,6 +109,11 @@ class MixedModelSpec:
     outcome_shift: float = 0.0
     """The constant subtracted from the outcome in ``stats`` (its mean, when the model
     has an intercept); the intercept estimated from ``stats`` is short by it."""
+
+    @property
+    def crossed(self) -> bool:
+        """Whether the grouping factors cross (fitted by the crossed engine)."""
+        return isinstance(self.stats, CrossedStats)
 
     @property
     def nobs(self) -> int:
@@ -125,7 +134,7 @@ class MixedModelSpec:
             for level, codes in zip(self.levels, self.frame.codes, strict=True)
         )
 
-    def sufficient_statistics(self, y: np.ndarray) -> SufficientStats:
+    def sufficient_statistics(self, y: np.ndarray) -> SufficientStats | CrossedStats:
         """The same per-cluster statistics for another outcome vector (for example the
         standardised outcome a Bayesian fit samples on)."""
         outcome = np.asarray(y, dtype=np.float64)
@@ -133,6 +142,8 @@ class MixedModelSpec:
             raise EvalkitInputError(
                 f"y has shape {outcome.shape}; the model has {self.frame.y.shape[0]} rows."
             )
+        if isinstance(self.stats, CrossedStats):
+            return build_crossed(self.frame.z, self.frame.codes, self.frame.x, outcome)
         design = np.column_stack([*self.frame.z, self.frame.x, outcome])
         widths = [z.shape[1] for z in self.frame.z]
         return build(design, list(self.frame.codes), widths, self.frame.x.shape[1])
@@ -169,9 +180,12 @@ def random_levels(terms: tuple[RandomTerm, ...]) -> list[Level]:
     return out
 
 
-def model_rows(formula: str, data: pd.DataFrame, *, missing: MissingPolicy) -> ModelRows:
+def model_rows(
+    formula: str, data: pd.DataFrame, *, missing: MissingPolicy, allow_crossed: bool = False
+) -> ModelRows:
     """Parse ``formula``, check the columns, apply the missing-value policy, check the
-    nesting of IDs and order the levels lowest first."""
+    nesting of IDs and order the levels lowest first (most groups first when factors
+    cross; crossed factors are an error unless ``allow_crossed``)."""
     check_option("missing", missing, MissingPolicy)
     if not isinstance(data, pd.DataFrame):
         raise EvalkitInputError(f"data must be a pandas DataFrame, got {type(data).__name__}.")
@@ -199,7 +213,9 @@ def model_rows(formula: str, data: pd.DataFrame, *, missing: MissingPolicy) -> M
     for upper, lower in parsed.nested:
         check_nested_ids(complete, upper, lower)
     _check_categories(complete, sorted(fixed_variables - {response}), parsed.fixed)
-    order, all_codes = nesting_order(complete, [lv.grouping for lv in levels])
+    order, all_codes, crossed = nesting_order(
+        complete, [lv.grouping for lv in levels], allow_crossed=allow_crossed
+    )
     _check_identified([levels[i] for i in order], [all_codes[i] for i in order], len(complete))
     return ModelRows(
         parsed=parsed,
@@ -208,6 +224,7 @@ def model_rows(formula: str, data: pd.DataFrame, *, missing: MissingPolicy) -> M
         complete=complete,
         used=tuple(used),
         dropped=dropped,
+        crossed=crossed,
     )
 
 
@@ -220,7 +237,10 @@ def _check_categories(complete: pd.DataFrame, variables: list[str], formula: str
             continue
         column = complete[name]
         text = column.dtype == object or pd.api.types.is_string_dtype(column)
-        if text and not declared_categorical(formula, name):
+        declared = isinstance(column.dtype, pd.CategoricalDtype) or declared_categorical(
+            formula, name
+        )
+        if text and not declared:
             check_text_in_numbers(name, column)
         categorical = not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(
             column
@@ -248,6 +268,19 @@ def _check_identified(levels: list[Level], codes: list[np.ndarray], n: int) -> N
                 f"the grouping level {level.name} has one row per group ({count} groups, "
                 f"{n} rows): its random intercept is confounded with the residual."
             )
+    for (a, codes_a), (b, codes_b) in itertools.combinations(zip(levels, codes, strict=True), 2):
+        count = int(codes_a.max()) + 1
+        if count == int(codes_b.max()) + 1 and _same_partition(codes_a, codes_b, count):
+            raise EvalkitInputError(
+                f"the grouping factors {a.name} and {b.name} group the rows identically "
+                f"({count} groups each): their variances are not separately identified. "
+                "Keep one of them."
+            )
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray, count: int) -> bool:
+    """Whether two codings with ``count`` groups each define the same groups."""
+    return int(np.unique(a.astype(np.int64) * count + b).size) == count
 
 
 def specify(formula: str, data: pd.DataFrame, *, missing: MissingPolicy = "drop") -> MixedModelSpec:
@@ -275,12 +308,17 @@ def specify(formula: str, data: pd.DataFrame, *, missing: MissingPolicy = "drop"
     >>> spec.terms, spec.n_groups
     (('Intercept', 'prior'), {'school_id': 6})
     """
-    rows = model_rows(formula, data, missing=missing)
+    rows = model_rows(formula, data, missing=missing, allow_crossed=True)
     frame, design, design_spec = _model_frame(
-        read_formula(rows.parsed.fixed), rows.complete, list(rows.levels), list(rows.codes)
+        read_formula(rows.parsed.fixed),
+        rows.complete,
+        list(rows.levels),
+        list(rows.codes),
+        crossed=rows.crossed,
     )
     terms = tuple(str(c) for c in design_spec.column_names)
     _check_finite(frame, list(terms), rows.parsed.response, rows.complete.index)
+    _check_confounded(frame, rows.levels)
     if np.ptp(frame.y) == 0:
         raise EvalkitInputError(f"the outcome {rows.parsed.response!r} has no variance.")
     q_total = sum(len(lv.columns) for lv in rows.levels)
@@ -288,10 +326,19 @@ def specify(formula: str, data: pd.DataFrame, *, missing: MissingPolicy = "drop"
     shift = _outcome_shift(frame, terms)
     outcome = design[:, -1].copy()
     design[:, -1] -= shift  # the statistics see the centred outcome (see _outcome_shift)
-    stats = build(design, list(frame.codes), [len(lv.columns) for lv in rows.levels], p)
+    stats: SufficientStats | CrossedStats
+    if rows.crossed:
+        names = [lv.name for lv in rows.levels]
+        check_memory(
+            names, [int(c.max()) + 1 for c in frame.codes], [z.shape[1] for z in frame.z], p
+        )
+        stats = build_crossed(frame.z, frame.codes, frame.x, design[:, -1])
+        _check_rank(stats.rest[-p - 1 : -1, -p - 1 : -1], terms)
+    else:
+        stats = build(design, list(frame.codes), [len(lv.columns) for lv in rows.levels], p)
+        _check_rank(stats.cross[:, q_total : q_total + p, q_total : q_total + p].sum(axis=0), terms)
     design[:, -1] = outcome
     del design, outcome
-    _check_rank(stats.cross[:, q_total : q_total + p, q_total : q_total + p].sum(axis=0), terms)
     return MixedModelSpec(
         formula=formula,
         response=rows.parsed.response,
@@ -325,7 +372,12 @@ def _outcome_shift(frame: ModelFrame, terms: tuple[str, ...]) -> float:
 
 
 def _model_frame(
-    fixed_formula: Formula, complete: pd.DataFrame, ordered: list[Level], codes: list[np.ndarray]
+    fixed_formula: Formula,
+    complete: pd.DataFrame,
+    ordered: list[Level],
+    codes: list[np.ndarray],
+    *,
+    crossed: bool = False,
 ) -> tuple[ModelFrame, np.ndarray, Any]:
     """One float64 array ``[Z_L, …, Z_1, X, y]`` and a model frame of views into it.
 
@@ -358,8 +410,31 @@ def _model_frame(
         y=design[:, -1],
         z=tuple(z_views),
         codes=tuple(codes),
+        crossed=crossed,
     )
     return frame, design, spec
+
+
+def _check_confounded(frame: ModelFrame, levels: tuple[Level, ...]) -> None:
+    """A random intercept whose groups the fixed effects already tell apart (``rater``
+    both as ``C(rater)`` and as ``(1 | rater)``) has no variance left to estimate: under
+    REML the likelihood does not depend on it at all. Only a factor with no more
+    groups than fixed-effect columns can be inside their span, so the check is cheap."""
+    x = frame.x
+    for level, codes in zip(levels, frame.codes, strict=True):
+        groups = int(codes.max()) + 1
+        if "1" not in level.columns or groups > x.shape[1]:
+            continue
+        indicators = np.zeros((codes.size, groups))
+        indicators[np.arange(codes.size), codes] = 1.0
+        coef, *_ = np.linalg.lstsq(x, indicators, rcond=None)
+        residual = indicators - x @ coef
+        if np.max(np.abs(residual)) < 1e-8:
+            raise EvalkitInputError(
+                f"the random intercept of {level.name} is confounded with the fixed effects: "
+                f"they already separate its {groups} groups, so its variance is not "
+                "identified. Remove it from the fixed part or from the random part."
+            )
 
 
 def _check_finite(frame: ModelFrame, terms: list[str], response: str, index: pd.Index) -> None:

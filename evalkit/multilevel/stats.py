@@ -48,14 +48,27 @@ class SufficientStats:
     n: int
 
 
-def nesting_order(
-    data: pd.DataFrame, groupings: list[tuple[str, ...]]
-) -> tuple[list[int], list[np.ndarray]]:
-    """Order grouping levels from the lowest (most groups) up and check they are nested.
+@dataclass(frozen=True)
+class Reduction:
+    """What the profiled deviance needs at one θ: ``log|M|``, ``XᵀM⁻¹X``, ``XᵀM⁻¹y``
+    and ``yᵀM⁻¹y`` (``M = V/σ²``)."""
 
-    Returns the order and the integer group codes of every grouping (in the order
-    given). Raises an error naming the factors when two levels cross (a group of the
-    lower level appears in more than one group of the level above it).
+    logdet: float
+    xtmx: np.ndarray
+    xtmy: np.ndarray
+    ytmy: float
+
+
+def nesting_order(
+    data: pd.DataFrame, groupings: list[tuple[str, ...]], *, allow_crossed: bool = False
+) -> tuple[list[int], list[np.ndarray], bool]:
+    """Order grouping levels from the lowest (most groups) up and check whether they
+    are nested.
+
+    Returns the order, the integer group codes of every grouping (in the order given)
+    and whether the levels are crossed (a group of a lower level appears in more than
+    one group of the level above it). Crossed levels are an error naming the factors
+    unless ``allow_crossed``.
     """
     codes = [group_codes(data, g) for g in groupings]
     counts = [int(c.max()) + 1 if c.size else 0 for c in codes]
@@ -63,6 +76,8 @@ def nesting_order(
     for lower, upper in itertools.pairwise(order):
         pairs = np.unique(codes[lower].astype(np.int64) * counts[upper] + codes[upper])
         if pairs.size > counts[lower]:
+            if allow_crossed:
+                return order, codes, True
             children = pairs // counts[upper]
             repeated = children[1:][children[1:] == children[:-1]]
             first = int(repeated[0])
@@ -71,10 +86,11 @@ def nesting_order(
             low, up = ":".join(groupings[lower]), ":".join(groupings[upper])
             raise EvalkitInputError(
                 f"grouping factors {low} and {up} are crossed, not nested ({low} {label} "
-                f"appears in {spread} groups of {up}); crossed designs are not supported yet. "
-                "If the IDs restart within each group, write the nesting as (1 | upper/lower)."
+                f"appears in {spread} groups of {up}); this engine fits nested designs only "
+                "(evalkit's own engine fits crossed ones). If the IDs restart within each "
+                "group, write the nesting as (1 | upper/lower)."
             )
-    return order, codes
+    return order, codes, False
 
 
 def group_codes(data: pd.DataFrame, grouping: tuple[str, ...]) -> np.ndarray:

@@ -3,6 +3,7 @@ standardised effect sizes of multilevel coefficients."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -121,6 +122,7 @@ def effect_size(
     standardizer: Standardizer = "total",
     reference: LMMResults | None = None,
     level: float = 0.95,
+    exclude: Sequence[str] = (),
 ) -> StandardizedEffect:
     """Standardised coefficient δ = β/S (Hedges 2007, J. Educ. Behav. Stat. 32(4)).
 
@@ -135,7 +137,9 @@ def effect_size(
     ``Var(δ) ≈ SE(β)²/S² + β² Var(Ŝ)/S⁴``, with ``Var(Ŝ)`` from the asymptotic
     covariance of the variance parameters (available when the source model was fitted
     with ``df_method="satterthwaite"``; otherwise S is treated as known). The CI
-    uses the coefficient's df.
+    uses the coefficient's df. ``exclude`` names grouping levels whose variance is
+    measurement error rather than a difference between units — the raters of
+    observation scores, crossed with teachers — and is left out of S.
     """
     require_fit(result, "effect_size()")
     check_option("standardizer", standardizer, Standardizer)
@@ -144,7 +148,19 @@ def effect_size(
     if reference is not None:
         check_reference(result, reference)
     source = reference if reference is not None else result
-    tau = intercept_variances(source)
+    names = [lv.name for lv in source.levels]
+    unknown = [name for name in exclude if name not in names]
+    if unknown:
+        raise EvalkitInputError(
+            f"exclude names {', '.join(map(repr, unknown))}, not grouping levels of the model "
+            f"({', '.join(names)})."
+        )
+    tau = {k: v for k, v in intercept_variances(source).items() if k not in exclude}
+    if standardizer == "between" and source.frame.crossed:
+        raise EvalkitInputError(
+            "standardizer='between' takes the top level of nested factors; this model's "
+            "factors cross. Use 'clusters' (with exclude=) or 'total'."
+        )
     if standardizer == "total":
         variance = sum(tau.values()) + source.sigma2
     elif standardizer == "within":
@@ -162,7 +178,7 @@ def effect_size(
             raise EvalkitInputError(f"the between-{top} variance is zero; δ_B is undefined.")
     sd = float(np.sqrt(variance))
     beta = float(result.params[term])
-    sd_var = _standardizer_variance(source, standardizer)
+    sd_var = _standardizer_variance(source, standardizer, tuple(exclude))
     se = float(np.sqrt(float(result.std_errors[term]) ** 2 / sd**2 + beta**2 * sd_var / sd**4))
     df = float(result.df[term])
     crit = stats.norm.ppf(0.5 + level / 2) if np.isinf(df) else stats.t.ppf(0.5 + level / 2, df)
@@ -172,7 +188,9 @@ def effect_size(
     )
 
 
-def _standardizer_variance(source: LMMResults, standardizer: str) -> float:
+def _standardizer_variance(
+    source: LMMResults, standardizer: str, exclude: tuple[str, ...]
+) -> float:
     """Var(Ŝ) by the delta method in the variance parameters φ = (θ, σ)."""
     from evalkit.multilevel.satterthwaite import VarparInference
 
@@ -188,7 +206,8 @@ def _standardizer_variance(source: LMMResults, standardizer: str) -> float:
         taus = []
         for level, t in zip(source.levels, factors, strict=True):
             k = level.columns.index("1") if "1" in level.columns else None
-            taus.append(0.0 if k is None else sigma2 * float(t[k] @ t[k]))
+            skip = k is None or level.name in exclude
+            taus.append(0.0 if skip else sigma2 * float(t[k] @ t[k]))
         if standardizer == "total":
             return float(np.sqrt(sum(taus) + sigma2))
         if standardizer == "within":

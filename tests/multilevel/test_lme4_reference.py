@@ -145,10 +145,12 @@ def test_crossed_factors_are_named() -> None:
         }
     )
     frame["teacher"] = (frame["student"] + frame["year"] * 7) % 20
+    # evalkit's engine fits the crossed design; statsmodels' MixedLM (nested only) refuses it
+    assert lmm("y ~ 1 + (1 | student) + (1 | teacher)", frame).facts["engine"].startswith("crossed")
     with pytest.raises(
         EvalkitInputError, match=r"(teacher and student|student and teacher) are crossed"
     ):
-        lmm("y ~ 1 + (1 | student) + (1 | teacher)", frame)
+        lmm("y ~ 1 + (1 | student) + (1 | teacher)", frame, engine="statsmodels")
 
 
 def test_nested_ids_that_restart_within_schools() -> None:

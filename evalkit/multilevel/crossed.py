@@ -1,0 +1,519 @@
+"""Profiled (RE)ML for crossed and partially crossed random effects.
+
+With ``Λ̃ = blockdiag(Λ, I)`` and ``A = [Z X y]ᵀ[Z X y]``, the matrix
+``Ω = Λ̃ᵀAΛ̃ + blockdiag(I_Q, 0)`` holds everything lme4's profiled deviance needs:
+the Cholesky factor of its random-effects block gives ``log|M|`` and the Schur
+complement of that block is ``[XᵀM⁻¹X, XᵀM⁻¹y; ·, yᵀM⁻¹y]`` (Woodbury, as in
+Bates et al. 2015, J. Stat. Softw. 67(1), section 3). As in MixedModels.jl
+(Bates et al., "MixedModels.jl", doi:10.5281/zenodo.596435), the factor with the most
+groups comes first: every row belongs to one of its groups, so its block of ``A`` is
+block-diagonal and is eliminated group by group. What remains — the other factors'
+effects, X and y — is a dense matrix whose size is the number of groups of the
+smaller factors, not the number of rows. The θ-free products (``A``'s blocks and the
+index pairs of the elimination update) are computed once.
+
+For random intercepts only, the gradient of the deviance is exact and cheap:
+``∂log|Ω_S|/∂t_l = (2/t_l) Σ_{i∈l} (1 − (Ω_S⁻¹)_ii)`` and
+``∂r²/∂t_l = −(2/t_l) Σ_{i∈l} ũ_i²`` (ũ the spherical conditional modes).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import linalg, sparse
+
+from evalkit.core import EvalkitInputError
+from evalkit.multilevel.stats import Reduction
+
+DENSE_MEMORY_SHARE = 0.5
+"""Largest share of the machine's available memory the dense remainder (with its
+working copies) may take before the fit is refused with an explanation."""
+
+
+@dataclass(frozen=True)
+class CrossedStats:
+    """The θ-free cross-products of a crossed design.
+
+    Attributes
+    ----------
+    n, p
+        Rows and fixed effects.
+    q
+        Random effects per group, per level (level 0 has the most groups).
+    n_groups
+        Groups per level.
+    first
+        ``(G_0, q_0, q_0)``: level 0's blocks of ``ZᵀZ``.
+    first_rest
+        ``Z_0ᵀ[Z_rest]`` as a sparse ``(G_0 q_0) × Q_rest`` matrix.
+    first_xy
+        ``Z_0ᵀ[X y]``, ``(G_0, q_0, p + 1)``.
+    rest
+        ``[Z_rest X y]ᵀ[Z_rest X y]`` (dense).
+    pairs
+        For the update ``Z_restᵀZ_0 D Z_0ᵀZ_rest`` (its lower triangle): flat index
+        into the ``Q_rest × Q_rest`` block, index into the flattened level-0 blocks
+        ``D`` and the product of the two entries.
+    """
+
+    n: int
+    p: int
+    q: list[int]
+    n_groups: list[int]
+    first: np.ndarray
+    first_rest: sparse.csr_matrix
+    first_xy: np.ndarray
+    rest: np.ndarray
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+    @property
+    def q_rest(self) -> int:
+        """Random effects of the levels after the first."""
+        return int(sum(g * q for g, q in zip(self.n_groups[1:], self.q[1:], strict=True)))
+
+
+def dense_bytes(n_groups: list[int], q: list[int], p: int) -> int:
+    """Memory the dense remainder needs (about four copies of it)."""
+    r = sum(g * k for g, k in zip(n_groups[1:], q[1:], strict=True)) + p + 1
+    return 4 * 8 * r * r
+
+
+def available_memory() -> int:
+    """Bytes of physical memory available now (Linux; the total elsewhere)."""
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 8 * 2**30
+
+
+DENSE_SIDE_LIMIT = 8000
+"""Largest dense remainder side fitted: its Cholesky factor costs side³/3 flops per
+evaluation (about 7 s at 8,000 on one core), and a fit needs ten or more."""
+
+
+def check_memory(names: list[str], n_groups: list[int], q: list[int], p: int) -> None:
+    """Refuse, before any work, a remainder that would not fit in memory or would take
+    too long to factor at every evaluation."""
+    need = dense_bytes(n_groups, q, p)
+    have = available_memory()
+    side = sum(g * k for g, k in zip(n_groups[1:], q[1:], strict=True)) + p + 1
+    if side > DENSE_SIDE_LIMIT:
+        sizes = ", ".join(
+            f"{name} ({g:,} groups × {k})"
+            for name, g, k in zip(names[1:], n_groups[1:], q[1:], strict=True)
+        )
+        raise EvalkitInputError(
+            f"the crossed factors {sizes} leave a dense {side:,} × {side:,} factor after "
+            f"{names[0]} ({n_groups[0]:,} groups) is eliminated; factoring it at every "
+            f"likelihood evaluation would take minutes (the limit is {DENSE_SIDE_LIMIT:,}). "
+            "A sparse factorisation of this remainder is not available yet: fit a model "
+            "whose smaller crossed factors have fewer groups, or nest a factor in another "
+            "(e.g. (1 | school:teacher) in a nested model)."
+        )
+    if need > DENSE_MEMORY_SHARE * have:
+        sizes = ", ".join(
+            f"{name} ({g:,} groups × {k})"
+            for name, g, k in zip(names[1:], n_groups[1:], q[1:], strict=True)
+        )
+        side = sum(g * k for g, k in zip(n_groups[1:], q[1:], strict=True)) + p + 1
+        raise EvalkitInputError(
+            f"the crossed factors {sizes} need a dense {side:,} × {side:,} factor after "
+            f"{names[0]} is eliminated: about {need / 2**30:.1f} GiB with working copies, "
+            f"and this machine has {have / 2**30:.1f} GiB available. Fit a smaller model "
+            "(for example a factor nested in another as (1 | school:teacher) in a nested "
+            "model), or a subset of the data."
+        )
+
+
+def build_crossed(
+    z: tuple[np.ndarray, ...], codes: tuple[np.ndarray, ...], x: np.ndarray, y: np.ndarray
+) -> CrossedStats:
+    """The cross-products from the row-level design (levels ordered, most groups first)."""
+    n = y.size
+    q = [zl.shape[1] for zl in z]
+    n_groups = [int(c.max()) + 1 for c in codes]
+    expanded = [_expand(zl, c, g) for zl, c, g in zip(z, codes, n_groups, strict=True)]
+    xy = np.column_stack([x, y])
+    z0 = expanded[0].T.tocsr()
+    first = _first_blocks(z[0], codes[0], n_groups[0])
+    first_xy = np.asarray(z0 @ xy).reshape(n_groups[0], q[0], -1)
+    if len(expanded) > 1:
+        z_rest = sparse.hstack(expanded[1:], format="csc")
+        first_rest = (z0 @ z_rest).tocsr()
+        zz = (z_rest.T @ z_rest).toarray()
+        zxy = np.asarray(z_rest.T @ xy)
+        rest = np.block([[zz, zxy], [zxy.T, xy.T @ xy]])
+    else:
+        first_rest = sparse.csr_matrix((n_groups[0] * q[0], 0))
+        rest = xy.T @ xy
+    first_rest.sort_indices()
+    return CrossedStats(
+        n=n,
+        p=x.shape[1],
+        q=q,
+        n_groups=n_groups,
+        first=first,
+        first_rest=first_rest,
+        first_xy=first_xy,
+        rest=rest,
+        pairs=_pairs(first_rest, q[0]),
+    )
+
+
+def _expand(zl: np.ndarray, codes: np.ndarray, groups: int) -> sparse.csr_matrix:
+    """``n × (G q)`` sparse random-effects design of one level."""
+    n, q = zl.shape
+    cols = (codes[:, None] * q + np.arange(q)[None, :]).ravel()
+    rows = np.repeat(np.arange(n), q)
+    return sparse.csr_matrix((zl.ravel(), (rows, cols)), shape=(n, groups * q))
+
+
+def _first_blocks(z0: np.ndarray, codes: np.ndarray, groups: int) -> np.ndarray:
+    q = z0.shape[1]
+    out = np.zeros((groups, q, q))
+    for a in range(q):
+        for b in range(q):
+            out[:, a, b] = np.bincount(codes, weights=z0[:, a] * z0[:, b], minlength=groups)
+    return out
+
+
+def _pairs(first_rest: sparse.csr_matrix, q0: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair of nonzeros of ``Z_0ᵀZ_rest`` in the same level-0 group."""
+    width = first_rest.shape[1]
+    indptr = first_rest.indptr
+    rows = np.repeat(np.arange(first_rest.shape[0]), np.diff(indptr))
+    group = rows // q0
+    component = rows % q0
+    # entries are in row order, rows in (group, component) order: groups are contiguous
+    bounds = np.searchsorted(group, np.arange(first_rest.shape[0] // q0 + 1))
+    sizes = np.diff(bounds)
+    per_entry = np.repeat(sizes, sizes)  # partners of each entry: its group's entries
+    left = np.repeat(np.arange(group.size), per_entry)
+    starts = np.repeat(bounds[:-1], sizes)
+    offsets = np.arange(left.size) - np.repeat(np.cumsum(per_entry) - per_entry, per_entry)
+    right = np.repeat(starts, per_entry) + offsets
+    cols = first_rest.indices
+    lower = cols[left] >= cols[right]  # the lower triangle is all the factorisation reads
+    left, right = left[lower], right[lower]
+    flat = cols[left].astype(np.int64) * width + cols[right]
+    d_index = group[left] * q0 * q0 + component[left] * q0 + component[right]
+    product = first_rest.data[left] * first_rest.data[right]
+    return flat, d_index.astype(np.int64), product
+
+
+@dataclass(frozen=True)
+class Derivatives:
+    """``log|Ω_S|``, the penalised RSS, their gradients in θ, and ``XᵀM⁻¹X``."""
+
+    logdet: float
+    rss: float
+    dlogdet: np.ndarray
+    drss: np.ndarray
+    xtmx: np.ndarray
+
+
+@dataclass
+class _State:
+    """One evaluation's pieces, kept for the gradient and the conditional modes."""
+
+    weights: np.ndarray  # (G0, q0, q0) T0 C_g⁻¹ T0ᵀ
+    scaled: np.ndarray  # Λ̃_rᵀ W Λ̃_r + I on the random-effect diagonal (lower triangle)
+    chol: np.ndarray  # its lower Cholesky factor
+    reduction: Reduction
+
+
+class CrossedReducer:
+    """``log|M|``, ``XᵀM⁻¹X``, ``XᵀM⁻¹y`` and ``yᵀM⁻¹y`` at given relative factors."""
+
+    def __init__(self, stats: CrossedStats) -> None:
+        self.stats = stats
+        self.n = stats.n
+        self.p = stats.p
+        self.intercepts = all(k == 1 for k in stats.q)
+        self.last: _State | None = None
+
+    def evaluate(self, factors: list[np.ndarray]) -> _State:
+        """The factorisation at ``factors`` (the T of every level)."""
+        s = self.stats
+        t0 = factors[0]
+        q0 = t0.shape[0]
+        if q0 == 1:
+            scale = float(t0[0, 0]) ** 2
+            c = 1.0 + scale * s.first
+            logdet = float(np.log(c).sum())
+            weights = scale / c
+        else:
+            c = t0.T @ s.first @ t0 + np.eye(q0)  # I + Tᵀ A_g T
+            c_chol = np.linalg.cholesky(c)
+            logdet = 2.0 * float(np.log(np.diagonal(c_chol, axis1=1, axis2=2)).sum())
+            weights = t0 @ np.linalg.solve(c, np.broadcast_to(t0.T, c.shape))  # T C⁻¹ Tᵀ
+        scaled = self._remainder(weights, factors[1:])
+        q_rest = s.q_rest
+        # One factor of [random effects, X, y]: its leading block is the random
+        # effects' factor, its trailing block that of the Schur complement.
+        chol = linalg.cholesky(scaled, lower=True, check_finite=False)
+        logdet += 2.0 * float(np.log(np.diag(chol)[:q_rest]).sum())
+        tail = chol[q_rest:, q_rest:]
+        schur = tail @ tail.T
+        p = s.p
+        reduction = Reduction(logdet, schur[:p, :p], schur[:p, p], float(schur[p, p]))
+        state = _State(weights, scaled, chol, reduction)
+        self.last = state
+        return state
+
+    def __call__(self, factors: list[np.ndarray]) -> Reduction:
+        """The totals the profiled deviance needs."""
+        return self.evaluate(factors).reduction
+
+    def update(self, weights: np.ndarray) -> np.ndarray:
+        """``[Z_r X y]ᵀ Z_0 D Z_0ᵀ [Z_r X y]`` for level-0 blocks ``D`` (unscaled; the
+        lower triangle only — the upper one is not set)."""
+        s = self.stats
+        q_rest = s.q_rest
+        flat, d_index, product = s.pairs
+        out = np.zeros_like(s.rest)
+        weighted = weights @ s.first_xy
+        if q_rest:
+            block = np.bincount(
+                flat, weights=product * weights.reshape(-1)[d_index], minlength=q_rest * q_rest
+            )
+            out[:q_rest, :q_rest] = block.reshape(q_rest, q_rest)
+            cross = np.asarray(s.first_rest.T @ weighted.reshape(-1, weighted.shape[2]))
+            out[q_rest:, :q_rest] = cross.T
+        wide = s.first_xy.reshape(-1, s.first_xy.shape[2])
+        out[q_rest:, q_rest:] = wide.T @ weighted.reshape(-1, weighted.shape[2])
+        return out
+
+    def _remainder(self, weights: np.ndarray, factors: list[np.ndarray]) -> np.ndarray:
+        """``Λ̃_rᵀ(rest − update)Λ̃_r`` plus the identity on the random-effect diagonal."""
+        s = self.stats
+        w = s.rest - self.update(weights)
+        if any(t.shape[0] > 1 for t in factors):
+            # a k × k block of T mixes both triangles of each group's block
+            w = np.tril(w) + np.tril(w, -1).T
+        start = 0
+        for t, groups in zip(factors, s.n_groups[1:], strict=True):
+            k = t.shape[0]
+            stop = start + groups * k
+            if k == 1:
+                w[start:stop, :] *= t[0, 0]
+                w[:, start:stop] *= t[0, 0]
+            else:
+                w[start:stop, :] = _left_t(w[start:stop, :], t, groups)
+                w[:, start:stop] = _left_t(w[:, start:stop].T, t, groups).T
+            start = stop
+        index = np.arange(s.q_rest)
+        w[index, index] += 1.0
+        return w
+
+    def value_and_gradient(self, theta: np.ndarray, *, reml: bool) -> tuple[float, np.ndarray]:
+        """Profiled deviance and its exact gradient (random intercepts only)."""
+        parts = self.derivatives(theta, reml=reml)
+        dof = self.n - self.p if reml else self.n
+        value = parts.logdet + dof * (1.0 + np.log(2.0 * np.pi * parts.rss / dof))
+        return value, parts.dlogdet + dof * parts.drss / parts.rss
+
+    def derivatives(self, theta: np.ndarray, *, reml: bool) -> Derivatives:
+        """``log|Ω_S|`` (S: random effects, and X for REML), the penalised RSS and
+        their exact derivatives in θ (random intercepts only)."""
+        s = self.stats
+        factors = [np.array([[t]]) for t in theta]
+        state = self.evaluate(factors)
+        red = state.reduction
+        p = s.p
+        beta = np.linalg.solve(red.xtmx, red.xtmy)
+        rss = red.ytmy - float(beta @ red.xtmy)
+        logdet = red.logdet
+        if reml:
+            logdet += 2.0 * float(np.log(np.diag(np.linalg.cholesky(red.xtmx))).sum())
+        q_rest = s.q_rest
+        size = q_rest + (p if reml else 0)
+        inverse = _inverse_from_factor(state.chol[:size, :size])  # lower triangle
+        modes = self._spherical_modes(state, theta, beta)
+        # level 0: Σ(1 − 1/d_g) − tr(S⁻¹N), N = Λ̃ᵀ(Bᵀ diag(t²/d²) B)Λ̃
+        d = 1.0 + theta[0] ** 2 * s.first[:, 0, 0]
+        second = (theta[0] ** 2 / d**2).reshape(-1, 1, 1)
+        n_mat = self.update(second)[:size, :size]
+        tail = n_mat[q_rest:, q_rest:]
+        tail[np.triu_indices_from(tail, 1)] = 0.0  # lower triangle only, as the rest
+        start = 0
+        for t, groups in zip(theta[1:], s.n_groups[1:], strict=True):
+            n_mat[start : start + groups, :] *= t
+            n_mat[:, start : start + groups] *= t
+            start += groups
+        diag = np.diag(inverse)
+        lower = float(np.einsum("ij,ij->", inverse, n_mat))  # both lower-triangular
+        trace_n = 2.0 * lower - float(diag @ np.diag(n_mat))  # both symmetric
+        traces = [float(np.sum(1.0 - 1.0 / d)) - trace_n]
+        start = 0
+        for groups in s.n_groups[1:]:
+            traces.append(float(np.sum(1.0 - diag[start : start + groups])))
+            start += groups
+        dlogdet = np.zeros(theta.size)
+        drss = np.zeros(theta.size)
+        for level, t in enumerate(theta):
+            if t > 1e-12:  # the deviance is even in each t: flat at 0
+                dlogdet[level] = 2.0 * traces[level] / t
+                drss[level] = -2.0 * modes[level] / t
+        return Derivatives(logdet, rss, dlogdet, drss, red.xtmx)
+
+    def _spherical_modes(self, state: _State, theta: np.ndarray, beta: np.ndarray) -> list[float]:
+        """``Σ ũ_i²`` per level at θ and β̂ (ũ = Λ⁻¹b̂, lme4's ``u``)."""
+        return [float(u @ u) for u in self.spherical_modes(state, theta, beta)]
+
+    def spherical_modes(
+        self, state: _State, theta: np.ndarray, beta: np.ndarray
+    ) -> list[np.ndarray]:
+        """ũ per level at θ and β (random intercepts), from the factorisation ``state``."""
+        s = self.stats
+        q_rest = s.q_rest
+        below = state.scaled[q_rest:, :q_rest]  # rows X, y against the random effects
+        rhs = below[s.p] - beta @ below[: s.p]
+        u_rest = linalg.cho_solve((state.chol[:q_rest, :q_rest], True), rhs, check_finite=False)
+        # level 0: ũ_g = C_g⁻¹ t (Z_gᵀ(y − Xβ) − Z_gᵀZ_r Λ_r ũ_r)
+        lam_u = u_rest.copy()
+        start = 0
+        for t, groups in zip(theta[1:], s.n_groups[1:], strict=True):
+            lam_u[start : start + groups] *= t
+            start += groups
+        resid = s.first_xy[:, 0, -1] - s.first_xy[:, 0, :-1] @ beta
+        if q_rest:
+            resid = resid - s.first_rest @ lam_u
+        d = 1.0 + theta[0] ** 2 * s.first[:, 0, 0]
+        u0 = theta[0] * resid / d
+        bounds = np.cumsum([0, *s.n_groups[1:]])
+        return [u0] + [u_rest[a:b] for a, b in itertools.pairwise(bounds)]
+
+    def conditional_modes(self, theta: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Conditional modes ``b̂ = Λũ`` per level (random intercepts) and the diagonal
+        of ``Λ(ΛᵀZᵀZΛ + I)⁻¹Λᵀ`` (σ² times it is lme4's ``condVar``), at β̂(θ).
+
+        Level 0's diagonal is ``t²(1/d_g + c_gᵀS⁻¹c_g/d_g²)`` with ``S`` the Schur
+        complement of the other levels and ``c_g`` its row of the elimination update;
+        theirs is ``t²·diag(S⁻¹)``. No rows × effects matrix is formed."""
+        s = self.stats
+        state = self.evaluate([np.array([[t]]) for t in theta])
+        red = state.reduction
+        beta = np.linalg.solve(red.xtmx, red.xtmy)
+        spherical = self.spherical_modes(state, theta, beta)
+        q_rest = s.q_rest
+        d = 1.0 + theta[0] ** 2 * s.first[:, 0, 0]
+        variances = [theta[0] ** 2 / d]
+        if q_rest:
+            lower = _inverse_from_factor(state.chol[:q_rest, :q_rest])
+            inverse = lower + np.tril(lower, -1).T
+            scale = np.repeat(theta[1:], s.n_groups[1:])
+            rows = sparse.csr_matrix(s.first_rest.multiply(theta[0] * scale[None, :]))
+            quad = np.asarray(rows.multiply(rows @ inverse).sum(axis=1)).ravel()
+            variances[0] = theta[0] ** 2 * (1.0 / d + quad / d**2)
+            diag = np.diag(inverse) * scale**2
+            bounds = np.cumsum([0, *s.n_groups[1:]])
+            variances += [diag[a:b] for a, b in itertools.pairwise(bounds)]
+        modes = [t * u for t, u in zip(theta, spherical, strict=True)]
+        return modes, variances
+
+
+def _left_t(block: np.ndarray, t: np.ndarray, groups: int) -> np.ndarray:
+    """Rows of ``block`` in groups of ``k`` multiplied by ``Tᵀ`` (i.e. ``(I⊗T)ᵀ block``)."""
+    k = t.shape[0]
+    shaped = block.reshape(groups, k, -1)
+    return np.einsum("ba,gbj->gaj", t, shaped).reshape(groups * k, -1)
+
+
+def _inverse_from_factor(factor: np.ndarray) -> np.ndarray:
+    """Lower triangle of ``(LLᵀ)⁻¹`` from the lower Cholesky factor L (LAPACK dpotri)."""
+    inverse, info = linalg.lapack.dpotri(factor, lower=1)
+    if info:
+        raise np.linalg.LinAlgError("the factor is singular")
+    return np.asarray(inverse)
+
+
+EM_SWEEPS = 8
+
+
+def em_start(stats: CrossedStats) -> np.ndarray:
+    """A starting θ for random intercepts from a few EM sweeps on the cross-products.
+
+    Each sweep updates every factor's conditional modes given the others (a
+    Gauss–Seidel pass), its variance ``τ_l = mean(b̂_g² + v_g)`` with the conditional
+    variance ``v_g = σ²/(n_g + σ²/τ_l)`` of a group taken alone, then β and σ². The
+    cross-covariances of the modes are ignored, so this is only a start for the exact
+    optimiser — but a start near the optimum halves its evaluations. Everything it
+    needs is in ``stats``: ``Z_lᵀ(y − Xβ − Σ_m Z_m b_m)`` from the blocks of ``ZᵀZ``.
+    """
+    s = stats
+    p, q_rest = s.p, s.q_rest
+    xy = s.rest[q_rest:, q_rest:]
+    xtx, xty, yty = xy[:p, :p], xy[:p, p], float(xy[p, p])
+    beta = np.linalg.solve(xtx, xty)
+    sigma2 = max((yty - float(beta @ xty)) / max(s.n - p, 1), 1e-12)
+    sizes = list(s.n_groups)
+    bounds = np.cumsum([0, *s.n_groups[1:]])
+    spans = list(itertools.pairwise(bounds))
+    counts = [s.first[:, 0, 0]] + [np.diag(s.rest)[a:b] for a, b in spans]
+    zx = [s.first_xy[:, 0, :p]] + [s.rest[a:b, q_rest : q_rest + p] for a, b in spans]
+    zy = [s.first_xy[:, 0, p]] + [s.rest[a:b, q_rest + p] for a, b in spans]
+    rest_rest = s.rest[:q_rest, :q_rest]
+    tau = [0.5 * sigma2] * len(sizes)
+    modes = [np.zeros(g) for g in sizes]
+    for _ in range(EM_SWEEPS):
+        for level in range(len(sizes)):
+            rhs = zy[level] - zx[level] @ beta - _cross_modes(s, level, modes, rest_rest, bounds)
+            shrink = counts[level] + sigma2 / max(tau[level], 1e-12 * sigma2)
+            modes[level] = rhs / shrink
+            tau[level] = float(np.mean(modes[level] ** 2 + sigma2 / shrink))
+        z_b = sum(zx[level].T @ modes[level] for level in range(len(sizes)))
+        beta = np.linalg.solve(xtx, xty - z_b)
+        fitted = _fitted_square(s, modes, beta, rest_rest, bounds, xtx)
+        resid = (
+            yty
+            - 2 * float(beta @ xty)
+            - 2 * sum(float(zy[m] @ modes[m]) for m in range(len(sizes)))
+        )
+        resid += fitted
+        trace = sum(
+            float(np.sum(counts[m] * sigma2 / (counts[m] + sigma2 / max(tau[m], 1e-12 * sigma2))))
+            for m in range(len(sizes))
+        )
+        sigma2 = max((resid + trace) / s.n, 1e-12)
+    return np.sqrt(np.maximum(np.array(tau) / sigma2, 0.0))
+
+
+def _cross_modes(
+    s: CrossedStats, level: int, modes: list[np.ndarray], rest_rest: np.ndarray, bounds: np.ndarray
+) -> np.ndarray:
+    """``Σ_{m≠l} Z_lᵀZ_m b_m`` from the blocks of ``ZᵀZ``."""
+    lam_rest = np.concatenate(modes[1:]) if len(modes) > 1 else np.zeros(0)
+    if level == 0:
+        return np.asarray(s.first_rest @ lam_rest) if lam_rest.size else 0.0 * modes[0]
+    a, b = bounds[level - 1], bounds[level]
+    own = lam_rest.copy()
+    own[a:b] = 0.0  # Z_lᵀZ_l is diagonal (one group per row): the level's own modes out
+    full = rest_rest[a:b, :] @ own
+    return full + np.asarray(s.first_rest[:, a:b].T @ modes[0])
+
+
+def _fitted_square(
+    s: CrossedStats,
+    modes: list[np.ndarray],
+    beta: np.ndarray,
+    rest_rest: np.ndarray,
+    bounds: np.ndarray,
+    xtx: np.ndarray,
+) -> float:
+    """``β'X'Xβ + 2β'X'Zb + b'Z'Zb`` from the cross-products."""
+    p = s.p
+    b0 = modes[0]
+    b_rest = np.concatenate(modes[1:]) if len(modes) > 1 else np.zeros(0)
+    value = float(beta @ xtx @ beta)
+    value += 2 * float(beta @ (s.first_xy[:, 0, :p].T @ b0))
+    value += float(np.sum(s.first[:, 0, 0] * b0**2))
+    if b_rest.size:
+        value += 2 * float(b_rest @ (s.rest[: s.q_rest, s.q_rest : s.q_rest + p] @ beta))
+        value += 2 * float(b0 @ (s.first_rest @ b_rest))
+        value += float(b_rest @ rest_rest @ b_rest)
+    return value
