@@ -55,8 +55,8 @@ def statsmodels_subset(data: pd.DataFrame) -> tuple[float, float]:
     against evalkit on the same rows."""
     import statsmodels.formula.api as smf
 
-    subset = data.sample(5000, random_state=1).assign(dept=lambda d: d["dept"].astype(str))
-    subset = subset[subset.groupby("dept")["y"].transform("size") > 20]
+    subset = data.sample(5000, random_state=1)
+    subset = subset.assign(dept=subset["dept"].cat.remove_unused_categories())
     start = time.perf_counter()
     smf.mixedlm("y ~ service + C(dept)", subset, groups="s", vc_formula={"d": "0 + C(d)"}).fit(
         reml=True

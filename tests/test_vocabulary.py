@@ -30,7 +30,7 @@ from evalkit.core import (
     VarianceComponents,
 )
 from evalkit.core.variance import COLUMNS
-from evalkit.data import simulate_rollout
+from evalkit.data import simulate_observation_scores, simulate_rollout
 from evalkit.multilevel import effect_size, lmm, profile_intervals
 from evalkit.power import mdes
 
@@ -60,6 +60,10 @@ def _fits(district: pd.DataFrame, studies: pd.DataFrame) -> dict[str, ModelResul
     pooled = PooledOLS.from_formula("score ~ 1 + coached", panel).fit()
     return {
         "lmm": lmm(formula, district),
+        "lmm crossed": lmm(
+            "score ~ 1 + (1 | teacher) + (1 | rater)",
+            simulate_observation_scores(n_teachers=15, seed=1),
+        ),
         "lmm statsmodels": lmm(
             "achievement ~ prior + coached + (1 | school_id)", district, engine="statsmodels"
         ),

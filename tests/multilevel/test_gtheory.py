@@ -175,3 +175,26 @@ def test_crossed_conditional_modes_equal_the_dense_computation() -> None:
     for level, frame in blocked.items():
         other = dense[level].loc[frame.index]
         np.testing.assert_allclose(frame.to_numpy(), other.to_numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_tests_on_crossed_fits() -> None:
+    """f_test, lrt and effect_size on a crossed fit (the model-comparison tools are
+    engine-independent)."""
+    from evalkit.multilevel import effect_size, f_test, lrt
+
+    panel = pd.read_csv(REFERENCE / "student_panel.csv")
+    random = "(1 | student) + (1 | teacher) + (1 | school)"
+    small = lmm(f"score ~ year + {random}", panel, method="ML")
+    large = lmm(f"score ~ year + coached + {random}", panel, method="ML")
+    test = lrt(small, large)
+    assert test.df == 1 and 0 <= test.p_value <= 1
+    f = f_test(large, ["coached"])
+    t = large.params["coached"] / large.std_errors["coached"]
+    assert f.statistic == pytest.approx(t**2, rel=1e-10)  # one-df F is t²
+    null = lmm(f"score ~ 1 + {random}", panel)
+    fit = lmm(f"score ~ year + coached + {random}", panel)
+    es = effect_size(fit, "coached", standardizer="total", reference=null)
+    total = null.sigma2 + sum(null.variance_components.intercept_variances().values())
+    assert es.estimate == pytest.approx(fit.params["coached"] / np.sqrt(total), rel=1e-12)
+    with pytest.raises(EvalkitInputError, match="factors cross"):
+        effect_size(fit, "coached", standardizer="between", reference=null)
