@@ -279,6 +279,8 @@ def optimise(stats: SufficientStats | CrossedStats, layout: ThetaLayout, *, reml
             )
             return Optimum(quick.theta, quick.value, quick.evaluations, norm, True, tuple(attempts))
         attempts.append(f"EM start, quasi-Newton: stopped at deviance {quick.value:.10g}")
+        if np.isfinite(quick.value):
+            starts[0] = ("EM start, then quasi-Newton", quick.theta)
     for label, start in starts:
         options = {"ftol": 1e-15, "gtol": 1e-9, "maxiter": 1000}
         if exact:

@@ -80,7 +80,17 @@ def quasi_newton(
             candidate = np.clip(theta + size * direction, lower, upper)
             trial, trial_grad = fun_and_grad(candidate)
             evaluations += 1
-            if np.isfinite(trial) and trial <= value + 1e-4 * size * float(grad @ direction):
+            if np.isfinite(trial) and projected_norm(candidate, trial_grad, lower) < tolerance(
+                trial
+            ):
+                # at the optimum: the values differ by rounding only (1e-14 relative
+                # on large data), so the decrease test would reject the step on noise
+                return QuasiNewtonResult(candidate, trial, trial_grad, evaluations, True)
+            slack = 1e-13 * abs(value)
+            if (
+                np.isfinite(trial)
+                and trial <= value + 1e-4 * size * float(grad @ direction) + slack
+            ):
                 break
             size /= 2
             if size < 1e-6:
