@@ -18,6 +18,7 @@ from evalkit.core.robust import (
     total_variance,
     wald_test,
 )
+from evalkit.core.threads import blas_threads, threads_for
 from evalkit.core.typing import (
     ArrayLike,
     Assignment,
@@ -71,6 +72,7 @@ __all__ = [
     "VarianceComponents",
     "WaldTest",
     "as_float_array",
+    "blas_threads",
     "broadcast_inputs",
     "check_correlation",
     "check_option",
@@ -86,6 +88,7 @@ __all__ = [
     "require",
     "require_columns",
     "sandwich",
+    "threads_for",
     "total_variance",
     "variance_key",
     "wald_test",

@@ -150,7 +150,7 @@ def build_crossed(
     else:
         first_rest = sparse.csr_matrix((n_groups[0] * q[0], 0))
         rest = xy.T @ xy
-    first_rest.sort_indices()
+    first_rest.sum_duplicates()  # canonical: sorted columns, each once per row (_pairs)
     return CrossedStats(
         n=n,
         p=x.shape[1],
@@ -191,14 +191,18 @@ def _pairs(first_rest: sparse.csr_matrix, q0: int) -> tuple[np.ndarray, np.ndarr
     # entries are in row order, rows in (group, component) order: groups are contiguous
     bounds = np.searchsorted(group, np.arange(first_rest.shape[0] // q0 + 1))
     sizes = np.diff(bounds)
-    per_entry = np.repeat(sizes, sizes)  # partners of each entry: its group's entries
-    left = np.repeat(np.arange(group.size), per_entry)
     starts = np.repeat(bounds[:-1], sizes)
+    cols = first_rest.indices
+    # q0 = 1: one row per group with sorted columns, so an entry's lower-triangle
+    # partners are the entries before it in its row, and itself; otherwise every
+    # entry of its group (filtered to the lower triangle below)
+    per_entry = np.arange(group.size) - starts + 1 if q0 == 1 else np.repeat(sizes, sizes)
+    left = np.repeat(np.arange(group.size), per_entry)
     offsets = np.arange(left.size) - np.repeat(np.cumsum(per_entry) - per_entry, per_entry)
     right = np.repeat(starts, per_entry) + offsets
-    cols = first_rest.indices
-    lower = cols[left] >= cols[right]  # the lower triangle is all the factorisation reads
-    left, right = left[lower], right[lower]
+    if q0 > 1:
+        lower = cols[left] >= cols[right]  # the lower triangle is all the factorisation reads
+        left, right = left[lower], right[lower]
     flat = cols[left].astype(np.int64) * width + cols[right]
     d_index = group[left] * q0 * q0 + component[left] * q0 + component[right]
     product = first_rest.data[left] * first_rest.data[right]

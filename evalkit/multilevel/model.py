@@ -20,7 +20,9 @@ from evalkit.core import (
     MissingPolicy,
     ModelResults,
     VarianceComponents,
+    blas_threads,
     check_option,
+    threads_for,
 )
 from evalkit.multilevel.containment import containment_df
 from evalkit.multilevel.crossed import CrossedReducer, CrossedStats
@@ -202,9 +204,18 @@ def lmm(
             rows.parsed.fixed, list(rows.levels), rows.complete, method=method, dropped=rows.dropped
         )
     spec = specify(formula, data, missing=missing)
-    optimum = optimise(spec.stats, spec.layout, reml=method == "REML")
-    result = build_results(spec, optimum, method=method, df_method=df_method)
+    with blas_threads(_thread_limit(spec)):
+        optimum = optimise(spec.stats, spec.layout, reml=method == "REML")
+        result = build_results(spec, optimum, method=method, df_method=df_method)
     return _with_summaries(result, reference)
+
+
+def _thread_limit(spec: MixedModelSpec) -> int | None:
+    """One BLAS thread unless a crossed model's dense factor is large (see
+    :mod:`evalkit.core.threads`); nested models leave the setting alone."""
+    if isinstance(spec.stats, CrossedStats):
+        return threads_for(spec.stats.rest.shape[0])
+    return None
 
 
 def variance_components(

@@ -318,7 +318,6 @@ def specify(formula: str, data: pd.DataFrame, *, missing: MissingPolicy = "drop"
     )
     terms = tuple(str(c) for c in design_spec.column_names)
     _check_finite(frame, list(terms), rows.parsed.response, rows.complete.index)
-    _check_confounded(frame, rows.levels)
     if np.ptp(frame.y) == 0:
         raise EvalkitInputError(f"the outcome {rows.parsed.response!r} has no variance.")
     q_total = sum(len(lv.columns) for lv in rows.levels)
@@ -333,10 +332,14 @@ def specify(formula: str, data: pd.DataFrame, *, missing: MissingPolicy = "drop"
             names, [int(c.max()) + 1 for c in frame.codes], [z.shape[1] for z in frame.z], p
         )
         stats = build_crossed(frame.z, frame.codes, frame.x, design[:, -1])
-        _check_rank(stats.rest[-p - 1 : -1, -p - 1 : -1], terms)
+        xtx = stats.rest[-p - 1 : -1, -p - 1 : -1]
+        _check_rank(xtx, terms)
+        _check_confounded(frame, rows.levels, xtx)
     else:
         stats = build(design, list(frame.codes), [len(lv.columns) for lv in rows.levels], p)
-        _check_rank(stats.cross[:, q_total : q_total + p, q_total : q_total + p].sum(axis=0), terms)
+        xtx = stats.cross[:, q_total : q_total + p, q_total : q_total + p].sum(axis=0)
+        _check_rank(xtx, terms)
+        _check_confounded(frame, rows.levels, xtx)
     design[:, -1] = outcome
     del design, outcome
     return MixedModelSpec(
@@ -415,21 +418,24 @@ def _model_frame(
     return frame, design, spec
 
 
-def _check_confounded(frame: ModelFrame, levels: tuple[Level, ...]) -> None:
+def _check_confounded(frame: ModelFrame, levels: tuple[Level, ...], xtx: np.ndarray) -> None:
     """A random intercept whose groups the fixed effects already tell apart (``rater``
     both as ``C(rater)`` and as ``(1 | rater)``) has no variance left to estimate: under
     REML the likelihood does not depend on it at all. Only a factor with no more
-    groups than fixed-effect columns can be inside their span, so the check is cheap."""
+    groups than fixed-effect columns can lie in their span; for it the residual of its
+    indicators on X, ``ZᵀZ − ZᵀX(XᵀX)⁻¹XᵀZ``, comes from per-group sums (no n × G
+    matrix)."""
     x = frame.x
     for level, codes in zip(levels, frame.codes, strict=True):
         groups = int(codes.max()) + 1
         if "1" not in level.columns or groups > x.shape[1]:
             continue
-        indicators = np.zeros((codes.size, groups))
-        indicators[np.arange(codes.size), codes] = 1.0
-        coef, *_ = np.linalg.lstsq(x, indicators, rcond=None)
-        residual = indicators - x @ coef
-        if np.max(np.abs(residual)) < 1e-8:
+        counts = np.bincount(codes, minlength=groups).astype(float)
+        zx = np.column_stack(
+            [np.bincount(codes, weights=x[:, j], minlength=groups) for j in range(x.shape[1])]
+        )
+        residual = np.diag(counts) - zx @ np.linalg.solve(xtx, zx.T)
+        if np.max(np.abs(residual)) <= 1e-9 * float(counts.max()):
             raise EvalkitInputError(
                 f"the random intercept of {level.name} is confounded with the fixed effects: "
                 f"they already separate its {groups} groups, so its variance is not "

@@ -14,7 +14,7 @@ import pytest
 
 from evalkit import EvalkitInputError
 from evalkit.data import simulate_observation_scores
-from evalkit.multilevel import g_study, lmm
+from evalkit.multilevel import g_study, lmm, ranef
 
 REFERENCE = Path(__file__).parents[1] / "reference" / "multilevel"
 REF = json.loads((REFERENCE / "crossed.json").read_text())["gstudy"]
@@ -200,3 +200,17 @@ def test_tests_on_crossed_fits() -> None:
     assert es.estimate == pytest.approx(fit.params["coached"] / np.sqrt(total), rel=1e-12)
     with pytest.raises(EvalkitInputError, match="factors cross"):
         effect_size(fit, "coached", standardizer="between", reference=null)
+
+
+def test_crossed_fit_on_an_export_shaped_table() -> None:
+    """String IDs that look like numbers and a missing score:
+    the missing row is dropped and reported; IDs are grouping labels, not numbers."""
+    scores = simulate_observation_scores(n_teachers=25, seed=9)
+    scores["teacher"] = scores["teacher"].str[1:]  # "001", "002", ...
+    scores.loc[7, "score"] = np.nan
+    fit = lmm("score ~ 1 + (1 | teacher) + (1 | rater)", scores)
+    assert fit.nobs == len(scores) - 1
+    assert fit.dropped.counts() == {"missing score": 1}
+    assert any("1 row" in w for w in fit.warnings)
+    labels = ranef(fit)["teacher"].index
+    assert "001" in labels
