@@ -16,6 +16,7 @@ ML: ``log|M| + n(1 + log(2π r/n))``, with ``r = yᵀM⁻¹y − β̂ᵀXᵀM⁻
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -204,16 +205,42 @@ class Optimum:
     attempts: tuple[str, ...]
 
 
+FunAndGrad = Callable[[np.ndarray], tuple[float, np.ndarray]]
+
+
 def optimise(stats: SufficientStats | CrossedStats, layout: ThetaLayout, *, reml: bool) -> Optimum:
     """Minimise the profiled deviance over θ (bounded: diagonals of T ≥ 0).
 
-    L-BFGS-B with central-difference gradients, then Newton steps with a
-    finite-difference Hessian on the interior coordinates. The optimum is accepted
-    when the projected gradient is below tolerance; otherwise the fit restarts from
-    other points (lme4's allFit idea) and keeps the best, reporting every attempt.
+    L-BFGS-B (exact gradients for random intercepts, central differences otherwise),
+    then Newton steps with a finite-difference Hessian on the interior coordinates.
+    The optimum is accepted when the projected gradient is below tolerance; otherwise
+    the fit restarts from other points (lme4's allFit idea) and keeps the best,
+    reporting every attempt. Crossed random intercepts first try quasi-Newton steps
+    from an EM start (:func:`_crossed_start`).
     """
-
     reducer = reducer_for(stats)
+    lower = np.array([-THETA_MAX if low is None else low for low in layout.lower_bounds])
+    objective, fun_and_grad = _criterion(stats, layout, reml, reducer)
+    exact = isinstance(reducer, CrossedReducer) and fun_and_grad is not None
+    attempts: list[str] = []
+    starts = [(f"start x{scale}", layout.start() * scale) for scale in (1.0, 0.1, 3.0)]
+    if exact:
+        assert isinstance(stats, CrossedStats) and fun_and_grad is not None
+        done, start = _crossed_start(stats, fun_and_grad, lower, attempts)
+        if done is not None:
+            return done
+        starts.insert(0, start)
+    return _search(objective, fun_and_grad, starts, lower, exact=exact, attempts=attempts)
+
+
+def _criterion(
+    stats: SufficientStats | CrossedStats,
+    layout: ThetaLayout,
+    reml: bool,
+    reducer: Reducer | CrossedReducer,
+) -> tuple[Callable[[np.ndarray], float], FunAndGrad | None]:
+    """The profiled deviance of θ, and (random intercepts) deviance with exact gradient."""
+    from evalkit.multilevel.gradient import intercepts_only, value_and_gradient
 
     def objective(theta: np.ndarray) -> float:
         try:
@@ -221,31 +248,65 @@ def optimise(stats: SufficientStats | CrossedStats, layout: ThetaLayout, *, reml
         except np.linalg.LinAlgError:  # XᵀM⁻¹X lost definiteness numerically: far off
             return np.inf
 
-    lower = np.array([-THETA_MAX if low is None else low for low in layout.lower_bounds])
+    if not intercepts_only(layout.q):
+        return objective, None
+    last: dict[bytes, tuple[float, np.ndarray]] = {}
+
+    def fun_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        key = np.asarray(theta, dtype=float).tobytes()
+        if key in last:  # the optimiser asks again for the point it started from
+            return last[key]
+        try:
+            if isinstance(reducer, CrossedReducer):
+                out = reducer.value_and_gradient(theta, reml=reml)
+            else:
+                out = value_and_gradient(reducer, theta, reml=reml)
+        except np.linalg.LinAlgError:
+            out = (np.inf, np.zeros_like(theta))
+        last.clear()
+        last[key] = out
+        return out
+
+    return objective, fun_and_grad
+
+
+def _crossed_start(
+    stats: CrossedStats, fun_and_grad: FunAndGrad, lower: np.ndarray, attempts: list[str]
+) -> tuple[Optimum | None, tuple[str, np.ndarray]]:
+    """EM sweeps on the cross-products put the start near the optimum (away from 0,
+    where the deviance, even in each θ, has a zero gradient); quasi-Newton steps from
+    a difference Hessian of the exact gradient then take about half the evaluations of
+    L-BFGS-B. Returns the optimum when they reach it, and the start to go on from."""
+    start = np.maximum(em_start(stats), EM_FLOOR)
+    upper = np.full(lower.size, THETA_MAX)
+    quick = quasi_newton(fun_and_grad, start, lower, upper, exact_tolerance)
+    if quick.converged:
+        norm = projected_norm(quick.theta, quick.gradient, lower)
+        attempts.append(f"EM start, quasi-Newton: deviance {quick.value:.10g}, gradient {norm:.1e}")
+        optimum = Optimum(quick.theta, quick.value, quick.evaluations, norm, True, tuple(attempts))
+        return optimum, ("EM start", start)
+    attempts.append(f"EM start, quasi-Newton: stopped at deviance {quick.value:.10g}")
+    if np.isfinite(quick.value):
+        return None, ("EM start, then quasi-Newton", quick.theta)
+    return None, ("EM start", start)
+
+
+def _search(
+    objective: Callable[[np.ndarray], float],
+    fun_and_grad: FunAndGrad | None,
+    starts: list[tuple[str, np.ndarray]],
+    lower: np.ndarray,
+    *,
+    exact: bool,
+    attempts: list[str],
+) -> Optimum:
+    """L-BFGS-B from each start, Newton and derivative-free polish, until accepted."""
     bounds = [(float(low), THETA_MAX) for low in lower]
-    from evalkit.multilevel.gradient import intercepts_only, value_and_gradient
-
-    if intercepts_only(layout.q):
-        # Exact gradients: fewer evaluations, and no finite-difference noise on big data.
-        last: dict[bytes, tuple[float, np.ndarray]] = {}
-
-        def fun_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
-            key = np.asarray(theta, dtype=float).tobytes()
-            if key in last:  # the optimiser asks again for the point it started from
-                return last[key]
-            try:
-                if isinstance(reducer, CrossedReducer):
-                    out = reducer.value_and_gradient(theta, reml=reml)
-                else:
-                    out = value_and_gradient(reducer, theta, reml=reml)
-            except np.linalg.LinAlgError:
-                out = (np.inf, np.zeros_like(theta))
-            last.clear()
-            last[key] = out
-            return out
+    if fun_and_grad is not None:
+        grad_of = fun_and_grad
 
         def gradient(theta: np.ndarray) -> np.ndarray:
-            return fun_and_grad(theta)[1]
+            return grad_of(theta)[1]
 
         lbfgs_fun: object = fun_and_grad
         lbfgs_jac: object = True
@@ -255,35 +316,13 @@ def optimise(stats: SufficientStats | CrossedStats, layout: ThetaLayout, *, reml
             return _gradient(objective, theta, lower)
 
         lbfgs_fun, lbfgs_jac = objective, gradient
-    attempts: list[str] = []
     best_theta: np.ndarray | None = None
     best_value = np.inf
     best_ok = False
     iterations = 0
-    norm = np.inf
-    exact = isinstance(reducer, CrossedReducer) and intercepts_only(layout.q)
-    starts = [(f"start x{scale}", layout.start() * scale) for scale in (1.0, 0.1, 3.0)]
-    if exact:
-        # EM sweeps on the cross-products put the first start near the optimum; away
-        # from 0, where the deviance (even in each θ) has a zero gradient.
-        starts.insert(0, ("EM start", np.maximum(em_start(stats), EM_FLOOR)))  # type: ignore[arg-type]
-    if exact:
-        # Near the optimum already: quasi-Newton steps from a difference Hessian of the
-        # exact gradient take about half the evaluations of L-BFGS-B.
-        upper = np.full(lower.size, THETA_MAX)
-        quick = quasi_newton(fun_and_grad, starts[0][1], lower, upper, exact_tolerance)
-        if quick.converged:
-            norm = projected_norm(quick.theta, quick.gradient, lower)
-            attempts.append(
-                f"EM start, quasi-Newton: deviance {quick.value:.10g}, gradient {norm:.1e}"
-            )
-            return Optimum(quick.theta, quick.value, quick.evaluations, norm, True, tuple(attempts))
-        attempts.append(f"EM start, quasi-Newton: stopped at deviance {quick.value:.10g}")
-        if np.isfinite(quick.value):
-            starts[0] = ("EM start, then quasi-Newton", quick.theta)
     for label, start in starts:
         options = {"ftol": 1e-15, "gtol": 1e-9, "maxiter": 1000}
-        if exact:
+        if exact and fun_and_grad is not None:
             # Exact gradients whose rounding noise is about 1e-9 of the deviance: stop
             # there instead of letting the line search cycle on noise.
             options["gtol"] = exact_tolerance(float(fun_and_grad(start)[0]))
@@ -291,12 +330,12 @@ def optimise(stats: SufficientStats | CrossedStats, layout: ThetaLayout, *, reml
             lbfgs_fun, start, jac=lbfgs_jac, method="L-BFGS-B", bounds=bounds, options=options
         )
         if exact:
-            norm = _projected_norm(np.asarray(first.jac), np.asarray(first.x), lower)
+            norm = projected_norm(np.asarray(first.x), np.asarray(first.jac), lower)
             if norm < exact_tolerance(float(first.fun)):
                 iterations += int(first.nit)
                 attempts.append(f"{label}: deviance {first.fun:.10g}, gradient {norm:.1e}")
-                best_theta, best_value, best_ok = np.asarray(first.x), float(first.fun), True
-                return Optimum(best_theta, best_value, iterations, norm, True, tuple(attempts))
+                theta = np.asarray(first.x)
+                return Optimum(theta, float(first.fun), iterations, norm, True, tuple(attempts))
         theta, value, steps, decrement = _newton(objective, np.asarray(first.x), lower, gradient)
         iterations += int(first.nit) + steps
         gain = 0.0
@@ -311,7 +350,7 @@ def optimise(stats: SufficientStats | CrossedStats, layout: ThetaLayout, *, reml
             theta, value, polish_steps, gain = _polish(objective, theta, value, bounds)
             iterations += steps + polish_steps
         decrement = max(decrement, gain)
-        norm = _projected_norm(gradient(theta), theta, lower)
+        norm = projected_norm(theta, gradient(theta), lower)
         attempts.append(
             f"{label}: deviance {value:.10g}, gradient {norm:.1e}, decrement {decrement:.1e}"
         )
@@ -320,7 +359,7 @@ def optimise(stats: SufficientStats | CrossedStats, layout: ThetaLayout, *, reml
         if _accepted(norm, decrement, value):
             break
     assert best_theta is not None
-    norm = _projected_norm(gradient(best_theta), best_theta, lower)
+    norm = projected_norm(best_theta, gradient(best_theta), lower)
     return Optimum(best_theta, float(best_value), iterations, norm, best_ok, tuple(attempts))
 
 
@@ -385,12 +424,6 @@ def _gradient(objective: object, theta: np.ndarray, lower: np.ndarray) -> np.nda
         else:
             grad[k] = (objective(up) - objective(down)) / (2 * step)  # type: ignore[operator]
     return grad
-
-
-def _projected_norm(grad: np.ndarray, theta: np.ndarray, lower: np.ndarray) -> float:
-    """Gradient norm ignoring coordinates held at their bound by a positive slope."""
-    held = (theta <= lower + 1e-10) & (grad > 0)
-    return float(np.max(np.abs(np.where(held, 0.0, grad)), initial=0.0))
 
 
 def _newton(

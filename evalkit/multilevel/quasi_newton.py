@@ -30,7 +30,7 @@ class QuasiNewtonResult:
 
 
 def _free(theta: np.ndarray, grad: np.ndarray, lower: np.ndarray) -> np.ndarray:
-    return ~((theta <= lower + 1e-12) & (grad > 0))
+    return ~((theta <= lower + 1e-10) & (grad > 0))
 
 
 def projected_norm(theta: np.ndarray, grad: np.ndarray, lower: np.ndarray) -> float:
