@@ -367,7 +367,7 @@ def instruction_models(
     )  # fmt: skip
     value, note = score_reliability(
         sequence.models["Null"], data, teacher=teacher, rater=rater,
-        random_raters=raters == "random", rater_label=rater,
+        random_raters=raters == "random",
     )  # fmt: skip
     return replace(sequence, reliability=value, measurement_notes=(note,))
 
@@ -382,7 +382,6 @@ def score_reliability(
     teacher: str,
     rater: str | None,
     random_raters: bool,
-    rater_label: str | None = None,
 ) -> tuple[float, str]:
     """Mean reliability of teachers' mean scores from the null model and its note."""
     components = null.variance_components
@@ -395,7 +394,7 @@ def score_reliability(
     lam = tau / (tau + null.sigma2 / counts + rater_var / distinct)
     value = float(lam.mean())
     how = (
-        f"rater severity ({rater_label}) as a crossed random factor, its variance counted as error"
+        f"rater severity ({rater}) as a crossed random factor, its variance counted as error"
         if random_raters
         else "rater severity adjusted by fixed effects"
         if rater

@@ -98,14 +98,12 @@ evaluation (about 7 s at 8,000 on one core), and a fit needs ten or more."""
 def check_memory(names: list[str], n_groups: list[int], q: list[int], p: int) -> None:
     """Refuse, before any work, a remainder that would not fit in memory or would take
     too long to factor at every evaluation."""
-    need = dense_bytes(n_groups, q, p)
-    have = available_memory()
     side = sum(g * k for g, k in zip(n_groups[1:], q[1:], strict=True)) + p + 1
+    sizes = ", ".join(
+        f"{name} ({g:,} groups × {k})"
+        for name, g, k in zip(names[1:], n_groups[1:], q[1:], strict=True)
+    )
     if side > DENSE_SIDE_LIMIT:
-        sizes = ", ".join(
-            f"{name} ({g:,} groups × {k})"
-            for name, g, k in zip(names[1:], n_groups[1:], q[1:], strict=True)
-        )
         raise EvalkitInputError(
             f"the crossed factors {sizes} leave a dense {side:,} × {side:,} factor after "
             f"{names[0]} ({n_groups[0]:,} groups) is eliminated; factoring it at every "
@@ -114,12 +112,9 @@ def check_memory(names: list[str], n_groups: list[int], q: list[int], p: int) ->
             "whose smaller crossed factors have fewer groups, or nest a factor in another "
             "(e.g. (1 | school:teacher) in a nested model)."
         )
+    need = dense_bytes(n_groups, q, p)
+    have = available_memory()
     if need > DENSE_MEMORY_SHARE * have:
-        sizes = ", ".join(
-            f"{name} ({g:,} groups × {k})"
-            for name, g, k in zip(names[1:], n_groups[1:], q[1:], strict=True)
-        )
-        side = sum(g * k for g, k in zip(n_groups[1:], q[1:], strict=True)) + p + 1
         raise EvalkitInputError(
             f"the crossed factors {sizes} need a dense {side:,} × {side:,} factor after "
             f"{names[0]} is eliminated: about {need / 2**30:.1f} GiB with working copies, "
@@ -224,7 +219,6 @@ class Derivatives:
 class _State:
     """One evaluation's pieces, kept for the gradient and the conditional modes."""
 
-    weights: np.ndarray  # (G0, q0, q0) T0 C_g⁻¹ T0ᵀ
     scaled: np.ndarray  # Λ̃_rᵀ W Λ̃_r + I on the random-effect diagonal (lower triangle)
     chol: np.ndarray  # its lower Cholesky factor
     reduction: Reduction
@@ -237,8 +231,6 @@ class CrossedReducer:
         self.stats = stats
         self.n = stats.n
         self.p = stats.p
-        self.intercepts = all(k == 1 for k in stats.q)
-        self.last: _State | None = None
 
     def evaluate(self, factors: list[np.ndarray]) -> _State:
         """The factorisation at ``factors`` (the T of every level)."""
@@ -265,9 +257,7 @@ class CrossedReducer:
         schur = tail @ tail.T
         p = s.p
         reduction = Reduction(logdet, schur[:p, :p], schur[:p, p], float(schur[p, p]))
-        state = _State(weights, scaled, chol, reduction)
-        self.last = state
-        return state
+        return _State(scaled, chol, reduction)
 
     def __call__(self, factors: list[np.ndarray]) -> Reduction:
         """The totals the profiled deviance needs."""

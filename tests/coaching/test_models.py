@@ -237,3 +237,30 @@ def test_outcome_domain_table_adjusts_p_values() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert "BH-adjusted p" in table.body.columns
+
+
+def test_instruction_models_with_crossed_raters() -> None:
+    """raters='random': the rater is a crossed random factor, left out of the
+    effect size's teacher-level SD; the reliability of teacher means is reported."""
+    d = _district(4)
+    random = instruction_models(d.observations, d.teachers, d.schools, raters="random")
+    null = random.models["Null"]
+    assert null.facts["engine"].startswith("crossed")
+    components = null.variance_components
+    assert components is not None
+    variances = components.intercept_variances()
+    assert "rater_id" in variances
+    teacher_sd = np.sqrt(sum(v for k, v in variances.items() if k != "rater_id"))
+    assert random.effects.loc["Treatment", "sd"] == pytest.approx(teacher_sd, rel=1e-12)
+    # reliability: mean over teachers of tau / (tau + sigma2/n_j + rater variance/r_j)
+    obs = d.observations
+    n_j = obs.groupby("teacher_id").size()
+    r_j = obs.groupby("teacher_id")["rater_id"].nunique()
+    tau = teacher_sd**2
+    expected = float((tau / (tau + null.sigma2 / n_j + variances["rater_id"] / r_j)).mean())
+    assert random.reliability == pytest.approx(expected, rel=1e-12)
+    assert any("Reliability of a teacher's mean score" in n for n in random.table().notes)
+    fixed = instruction_models(d.observations, d.teachers, d.schools)
+    assert fixed.reliability is not None and 0 < fixed.reliability < 1
+    with pytest.raises(EvalkitInputError, match="raters='random' needs the rater column"):
+        instruction_models(d.observations, d.teachers, d.schools, rater=None, raters="random")
