@@ -323,7 +323,9 @@ class CrossedReducer:
         rss = red.ytmy - float(beta @ red.xtmy)
         logdet = red.logdet
         if reml:
-            logdet += 2.0 * float(np.log(np.diag(np.linalg.cholesky(red.xtmx))).sum())
+            # the factor's trailing block is that of [XᵀM⁻¹X, ·; ·, ·]: its first p
+            # diagonal entries are those of XᵀM⁻¹X's own factor
+            logdet += 2.0 * float(np.log(np.diag(state.chol)[s.q_rest : s.q_rest + p]).sum())
         q_rest = s.q_rest
         size = q_rest + (p if reml else 0)
         inverse = _inverse_from_factor(state.chol[:size, :size])  # lower triangle
