@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any
 
 import pandas as pd
 
@@ -16,8 +17,13 @@ _CITATIONS: dict[str, str] = {
     "kalaian1996": "Kalaian & Raudenbush (1996): SAT coaching, verbal and math outcomes.",
     "hsb": "Raudenbush & Bryk (2002, ch. 4): High School and Beyond, 7,185 students in 160 schools.",
     "penicillin": "Davies & Goldsmith (1972) via lme4: penicillin assay, 24 plates x 6 samples (crossed).",
+    "cbpp": "Lesnoff et al. (2004) via lme4: contagious bovine pleuropneumonia, 15 herds x 4 periods.",
 }
-_STRING_COLUMNS = {"hsb": {"school": str}, "penicillin": {"plate": str, "sample": str}}
+_STRING_COLUMNS: dict[str, dict[str, Any]] = {
+    "hsb": {"school": str},
+    "penicillin": {"plate": str, "sample": str},
+    "cbpp": {"herd": str, "period": "category"},
+}
 
 
 def names() -> list[str]:

@@ -15,6 +15,7 @@ SHAPES = {
     "kalaian1996": (67, 12),
     "hsb": (7185, 11),
     "penicillin": (144, 3),
+    "cbpp": (56, 4),
 }
 
 
@@ -36,6 +37,9 @@ def test_published_facts() -> None:
     assert konst["district"].nunique() == 11  # 56 schools in 11 districts
     kalaian = datasets.load("kalaian1996")
     assert set(kalaian["outcome"]) == {"verbal", "math"}
+    cbpp = datasets.load("cbpp")
+    assert cbpp["herd"].nunique() == 15  # lme4 cbpp: 15 herds (export check below: sizes)
+    assert cbpp["size"].sum() == 842
 
 
 def test_unknown_dataset() -> None:

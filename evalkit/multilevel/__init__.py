@@ -1,4 +1,4 @@
-"""Nested linear mixed models: an exact, fast REML/ML engine with lme4's formula syntax
+"""Linear and generalized linear mixed models: an exact, fast REML/ML engine with lme4's formula syntax
 (specification, optimisation and results as separate steps),
 small-sample inference (Satterthwaite, Kenward–Roger, containment, CR2), likelihood-ratio
 tests, profile CIs, conditional modes and standardised effect sizes."""
@@ -6,6 +6,7 @@ tests, profile CIs, conditional modes and standardised effect sizes."""
 from evalkit.multilevel.blups import caterpillar_plot, ranef, reliability
 from evalkit.multilevel.formula import ParsedFormula, RandomTerm, parse_formula
 from evalkit.multilevel.frame import Marginal, ModelFrame, clusters
+from evalkit.multilevel.glmm import GLMMResults, glmm
 from evalkit.multilevel.gtheory import GStudy, g_study
 from evalkit.multilevel.hypotheses import LikelihoodRatioTest, f_test, lrt
 from evalkit.multilevel.model import DfMethod, EstimationMethod, LMMResults, lmm
@@ -25,6 +26,7 @@ from evalkit.multilevel.summaries import (
 __all__ = [
     "DfMethod",
     "EstimationMethod",
+    "GLMMResults",
     "GStudy",
     "LMMResults",
     "Level",
@@ -42,6 +44,7 @@ __all__ = [
     "effect_size",
     "f_test",
     "g_study",
+    "glmm",
     "icc",
     "lmm",
     "lrt",

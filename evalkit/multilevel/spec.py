@@ -181,11 +181,20 @@ def random_levels(terms: tuple[RandomTerm, ...]) -> list[Level]:
 
 
 def model_rows(
-    formula: str, data: pd.DataFrame, *, missing: MissingPolicy, allow_crossed: bool = False
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    missing: MissingPolicy,
+    allow_crossed: bool = False,
+    observation_level: bool = False,
+    extra: tuple[str, ...] = (),
 ) -> ModelRows:
     """Parse ``formula``, check the columns, apply the missing-value policy, check the
     nesting of IDs and order the levels lowest first (most groups first when factors
-    cross; crossed factors are an error unless ``allow_crossed``)."""
+    cross; crossed factors are an error unless ``allow_crossed``). ``observation_level``
+    admits a random intercept with one row per group (a GLMM's overdispersion term,
+    which a linear model cannot tell from its residual); ``extra`` columns (a GLMM's
+    trials or exposure) take part in the missing-value policy."""
     check_option("missing", missing, MissingPolicy)
     if not isinstance(data, pd.DataFrame):
         raise EvalkitInputError(f"data must be a pandas DataFrame, got {type(data).__name__}.")
@@ -195,7 +204,7 @@ def model_rows(
     fixed_variables = {str(v) for v in fixed_formula.required_variables}
     random_columns = {c for lv in levels for c in lv.columns if c != "1"}
     grouping_columns = {g for lv in levels for g in lv.grouping}
-    used = sorted(fixed_variables | random_columns | grouping_columns)
+    used = sorted(fixed_variables | random_columns | grouping_columns | set(extra))
     require_columns(data, used)
     response = parsed.response
     if response in data.columns and not pd.api.types.is_numeric_dtype(data[response]):
@@ -216,7 +225,12 @@ def model_rows(
     order, all_codes, crossed = nesting_order(
         complete, [lv.grouping for lv in levels], allow_crossed=allow_crossed
     )
-    _check_identified([levels[i] for i in order], [all_codes[i] for i in order], len(complete))
+    _check_identified(
+        [levels[i] for i in order],
+        [all_codes[i] for i in order],
+        len(complete),
+        observation_level=observation_level,
+    )
     return ModelRows(
         parsed=parsed,
         levels=tuple(levels[i] for i in order),
@@ -253,7 +267,9 @@ def _check_categories(complete: pd.DataFrame, variables: list[str], formula: str
             )
 
 
-def _check_identified(levels: list[Level], codes: list[np.ndarray], n: int) -> None:
+def _check_identified(
+    levels: list[Level], codes: list[np.ndarray], n: int, *, observation_level: bool = False
+) -> None:
     """Every grouping level needs several groups, and fewer groups than rows (else its
     intercept variance is confounded with the residual), as lme4 requires."""
     for level, group in zip(levels, codes, strict=True):
@@ -263,7 +279,7 @@ def _check_identified(levels: list[Level], codes: list[np.ndarray], n: int) -> N
                 f"the grouping level {level.name} has a single group in the data; its "
                 "variance is not identified. Remove its random term (or fit a fixed model)."
             )
-        if count >= n and "1" in level.columns:
+        if count >= n and "1" in level.columns and not observation_level:
             raise EvalkitInputError(
                 f"the grouping level {level.name} has one row per group ({count} groups, "
                 f"{n} rows): its random intercept is confounded with the residual."
@@ -309,7 +325,7 @@ def specify(formula: str, data: pd.DataFrame, *, missing: MissingPolicy = "drop"
     (('Intercept', 'prior'), {'school_id': 6})
     """
     rows = model_rows(formula, data, missing=missing, allow_crossed=True)
-    frame, design, design_spec = _model_frame(
+    frame, design, design_spec = model_frame(
         read_formula(rows.parsed.fixed),
         rows.complete,
         list(rows.levels),
@@ -317,7 +333,7 @@ def specify(formula: str, data: pd.DataFrame, *, missing: MissingPolicy = "drop"
         crossed=rows.crossed,
     )
     terms = tuple(str(c) for c in design_spec.column_names)
-    _check_finite(frame, list(terms), rows.parsed.response, rows.complete.index)
+    check_finite(frame, list(terms), rows.parsed.response, rows.complete.index)
     if np.ptp(frame.y) == 0:
         raise EvalkitInputError(f"the outcome {rows.parsed.response!r} has no variance.")
     q_total = sum(len(lv.columns) for lv in rows.levels)
@@ -333,13 +349,13 @@ def specify(formula: str, data: pd.DataFrame, *, missing: MissingPolicy = "drop"
         )
         stats = build_crossed(frame.z, frame.codes, frame.x, design[:, -1])
         xtx = stats.rest[-p - 1 : -1, -p - 1 : -1]
-        _check_rank(xtx, terms)
-        _check_confounded(frame, rows.levels, xtx)
+        check_rank(xtx, terms)
+        check_confounded(frame, rows.levels, xtx)
     else:
         stats = build(design, list(frame.codes), [len(lv.columns) for lv in rows.levels], p)
         xtx = stats.cross[:, q_total : q_total + p, q_total : q_total + p].sum(axis=0)
-        _check_rank(xtx, terms)
-        _check_confounded(frame, rows.levels, xtx)
+        check_rank(xtx, terms)
+        check_confounded(frame, rows.levels, xtx)
     design[:, -1] = outcome
     del design, outcome
     return MixedModelSpec(
@@ -374,7 +390,7 @@ def _outcome_shift(frame: ModelFrame, terms: tuple[str, ...]) -> float:
     return float(frame.y.mean())
 
 
-def _model_frame(
+def model_frame(
     fixed_formula: Formula,
     complete: pd.DataFrame,
     ordered: list[Level],
@@ -418,7 +434,7 @@ def _model_frame(
     return frame, design, spec
 
 
-def _check_confounded(frame: ModelFrame, levels: tuple[Level, ...], xtx: np.ndarray) -> None:
+def check_confounded(frame: ModelFrame, levels: tuple[Level, ...], xtx: np.ndarray) -> None:
     """A random intercept whose groups the fixed effects already tell apart (``rater``
     both as ``C(rater)`` and as ``(1 | rater)``) has no variance left to estimate: under
     REML the likelihood does not depend on it at all. Only a factor with no more
@@ -443,7 +459,7 @@ def _check_confounded(frame: ModelFrame, levels: tuple[Level, ...], xtx: np.ndar
             )
 
 
-def _check_finite(frame: ModelFrame, terms: list[str], response: str, index: pd.Index) -> None:
+def check_finite(frame: ModelFrame, terms: list[str], response: str, index: pd.Index) -> None:
     """Infinite values (missing ones were dropped or refused before) name their column and rows."""
     columns = [(response, frame.y[:, None]), *((t, frame.x[:, [k]]) for k, t in enumerate(terms))]
     for name, values in columns:
@@ -460,7 +476,7 @@ below this share of its own sum of squares (about 3e-7 on the scale of QR's R
 diagonal; lme4's rank check uses 1e-7 there)."""
 
 
-def _check_rank(xtx: np.ndarray, terms: tuple[str, ...]) -> None:
+def check_rank(xtx: np.ndarray, terms: tuple[str, ...]) -> None:
     """Sequential check on ``XᵀX``: which columns add nothing to the ones before them."""
     collinear = []
     kept: list[int] = []

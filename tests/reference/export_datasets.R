@@ -1,7 +1,7 @@
 # Export the public datasets bundled with evalkit (evalkit/data/datasets/*.csv).
 # Run from the repository root:  Rscript tests/reference/export_datasets.R
 # Sources: Debian packages r-cran-metadat (1.2-0), r-cran-nlme (3.1-162) and
-# r-cran-lme4 (1.1-31, Penicillin);
+# r-cran-lme4 (1.1-31, Penicillin and cbpp);
 # citations and licences are in evalkit/data/SOURCES.md.
 suppressPackageStartupMessages({
   library(metadat)
@@ -21,6 +21,7 @@ write_csv(dat.bangertdrowns2004, "bangertdrowns2004")
 write_csv(dat.bcg, "bcg")
 write_csv(dat.kalaian1996, "kalaian1996")
 write_csv(lme4::Penicillin, "penicillin")
+write_csv(lme4::cbpp, "cbpp")
 
 # High School and Beyond: students (nlme::MathAchieve) with their school's variables
 # (nlme::MathAchSchool), as in Raudenbush & Bryk (2002), chapter 4.
