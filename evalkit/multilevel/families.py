@@ -42,6 +42,8 @@ class RowTerms:
     loglik: np.ndarray
     score: np.ndarray
     weight: np.ndarray
+    weight_slope: np.ndarray | None = None
+    """``∂w/∂η`` (canonical links only; the exact gradient needs it)."""
 
 
 @dataclass(frozen=True)
@@ -59,16 +61,6 @@ class Family:
     def canonical(self) -> bool:
         """Whether the link is canonical (Fisher and observed weights coincide)."""
         return (self.name, self.link) in {("binomial", "logit"), ("poisson", "log")}
-
-    def weight_derivative(self, eta: np.ndarray, trials: np.ndarray) -> np.ndarray:
-        """``∂w/∂η`` of the Fisher weight, for canonical links: ``m·p(1−p)(1−2p)``
-        (logit) or ``μ`` (log)."""
-        if self.name == "poisson":
-            return np.exp(np.minimum(eta, LOG_RATE_LIMIT))
-        eta = np.clip(eta, -ETA_LIMIT, ETA_LIMIT)
-        p = special.expit(eta)
-        q = special.expit(-eta)
-        return trials * p * q * (q - p)
 
     def mean(self, eta: np.ndarray) -> np.ndarray:
         """The mean per trial: a probability (binomial) or a rate (Poisson)."""
@@ -99,7 +91,7 @@ class Family:
             eta = np.minimum(eta, LOG_RATE_LIMIT)
             mu = np.exp(eta)
             loglik = y * eta - mu + constant
-            return RowTerms(loglik, y - mu, mu)
+            return RowTerms(loglik, y - mu, mu, mu)
         eta = np.clip(eta, -ETA_LIMIT, ETA_LIMIT)
         if self.link == "logit":
             return _logit_terms(eta, y, trials, constant)
@@ -141,7 +133,8 @@ def _logit_terms(
     inverse = 1.0 / (1.0 + small)
     p = np.where(eta >= 0, inverse, small * inverse)
     q = np.where(eta >= 0, small * inverse, inverse)
-    return RowTerms(loglik, y - trials * p, trials * p * q)
+    weight = trials * p * q
+    return RowTerms(loglik, y - trials * p, weight, weight * (q - p))
 
 
 def _log_choose(trials: np.ndarray, y: np.ndarray) -> np.ndarray:

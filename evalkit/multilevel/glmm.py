@@ -211,8 +211,8 @@ def glmm(
     )  # fmt: skip
     with blas_threads(1):
         engine = LaplaceEngine(spec.rows, spec.layout, spec.family)
-        optimum = _optimise(spec, engine)
-    return _build_results(spec, engine, optimum)
+        optimum, glm_converged = _optimise(spec, engine)
+    return _build_results(spec, engine, optimum, check_separation=not glm_converged)
 
 
 def specify_glmm(
@@ -401,12 +401,13 @@ def _offset(
     return values
 
 
-def _optimise(spec: GLMMSpec, engine: LaplaceEngine) -> GLMMOptimum:
+def _optimise(spec: GLMMSpec, engine: LaplaceEngine) -> tuple[GLMMOptimum, bool]:
     """Minimise the deviance over (θ, β), with β scaled by its column's SD so that
-    difference steps move every coefficient's contribution to η alike."""
+    difference steps move every coefficient's contribution to η alike. Also returns
+    whether the fixed-effects GLM of the start converged (else separation is checked)."""
     rows = spec.rows
     n_theta = len(spec.layout.entries)
-    beta0 = glm_start(rows.x, rows.y, rows.trials, rows.offset, spec.family)
+    beta0, glm_converged = glm_start(rows.x, rows.y, rows.trials, rows.offset, spec.family)
     spread = rows.x.std(axis=0)
     scale = np.r_[np.ones(n_theta), np.where(spread > 0, spread, 1.0)]
     lower = np.r_[
@@ -449,15 +450,18 @@ def _optimise(spec: GLMMSpec, engine: LaplaceEngine) -> GLMMOptimum:
 
         derivatives = ExactGradient(fun_and_grad)
     found = minimise(derivatives, starts, lower * scale, counter)
-    return replace(
+    optimum = replace(
         found,
         par=found.par / scale,
         gradient=found.gradient * scale,
         hessian=found.hessian * np.outer(scale, scale),
     )
+    return optimum, glm_converged
 
 
-def _build_results(spec: GLMMSpec, engine: LaplaceEngine, optimum: GLMMOptimum) -> GLMMResults:
+def _build_results(
+    spec: GLMMSpec, engine: LaplaceEngine, optimum: GLMMOptimum, *, check_separation: bool
+) -> GLMMResults:
     n_theta = len(spec.layout.entries)
     theta = optimum.par[:n_theta]
     beta = optimum.par[n_theta:]
@@ -487,7 +491,11 @@ def _build_results(spec: GLMMSpec, engine: LaplaceEngine, optimum: GLMMOptimum) 
         ),
     }
     warnings = []
-    separated = separated_terms(spec.rows.x, spec.rows.y, spec.rows.trials, spec.family, spec.terms)
+    separated = (
+        separated_terms(spec.rows.x, spec.rows.y, spec.rows.trials, spec.family, spec.terms)
+        if check_separation
+        else []
+    )
     if separated:
         facts["separation"] = ", ".join(separated)
         warnings.append(

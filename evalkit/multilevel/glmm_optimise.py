@@ -50,8 +50,10 @@ class GLMMOptimum:
 
 def glm_start(
     x: np.ndarray, y: np.ndarray, trials: np.ndarray, offset: np.ndarray, family: Family
-) -> np.ndarray:
-    """β of the fixed-effects GLM (Fisher scoring), the start of the mixed fit."""
+) -> tuple[np.ndarray, bool]:
+    """β of the fixed-effects GLM (Fisher scoring), the start of the mixed fit, and
+    whether scoring converged: it does unless the GLM's estimate does not exist
+    (separation), when some coefficients grow without end."""
     beta = np.zeros(x.shape[1])
     mean = (y.sum() + 0.5) / (trials.sum() + 1.0)
     if family.link == "log":
@@ -69,9 +71,9 @@ def glm_start(
         info = x.T @ (terms.weight[:, None] * x)
         step = np.linalg.lstsq(info, x.T @ terms.score, rcond=None)[0]
         beta = np.clip(beta + step, -50.0, 50.0)
-        if np.max(np.abs(step)) < 1e-10:
-            break
-    return beta
+        if np.max(np.abs(step)) < 1e-8:
+            return beta, True
+    return beta, False
 
 
 def steps_for(par: np.ndarray) -> np.ndarray:
@@ -126,6 +128,16 @@ def hessian(objective: Objective, par: np.ndarray, free: np.ndarray, centre: flo
     return out
 
 
+def step_scale(start_gradient: np.ndarray) -> float:
+    """The factor L-BFGS-B's deviance is multiplied by: its first step is the negative
+    gradient (no curvature known yet), which on 200,000 rows moves a coefficient by
+    thousands and sends PIRLS to fitted probabilities of 0 and 1; scaled so the
+    largest gradient entry is 1, the first step moves each coordinate (θ, or a
+    coefficient in SD units of its column) by at most 1."""
+    largest = float(np.max(np.abs(start_gradient))) if start_gradient.size else 0.0
+    return 1.0 / largest if np.isfinite(largest) and largest > 1.0 else 1.0
+
+
 class Differences:
     """Derivatives of the deviance by differences of its values (any link, AGQ)."""
 
@@ -136,9 +148,15 @@ class Differences:
         """The deviance."""
         return self.objective(par)
 
-    def lbfgs(self) -> dict[str, object]:
-        """How L-BFGS-B gets the gradient: three-point differences."""
-        return {"fun": self.objective, "jac": "3-point"}
+    def lbfgs(self, start: np.ndarray) -> dict[str, object]:
+        """How L-BFGS-B gets the deviance and gradient: three-point differences on the
+        deviance scaled as in :func:`step_scale`."""
+        factor = step_scale(self.gradient(start, np.ones(start.size, dtype=bool)))
+
+        def scaled(par: np.ndarray) -> float:
+            return factor * self.objective(par)
+
+        return {"fun": scaled, "jac": "3-point"}
 
     def gradient(self, par: np.ndarray, free: np.ndarray) -> np.ndarray:
         """The gradient on the free coordinates."""
@@ -157,9 +175,15 @@ class ExactGradient(Differences):
         self.fun_and_grad = fun_and_grad
         super().__init__(lambda par: fun_and_grad(par)[0])
 
-    def lbfgs(self) -> dict[str, object]:
-        """L-BFGS-B with the exact gradient."""
-        return {"fun": self.fun_and_grad, "jac": True}
+    def lbfgs(self, start: np.ndarray) -> dict[str, object]:
+        """L-BFGS-B with the exact gradient, on the scaled deviance."""
+        factor = step_scale(self.fun_and_grad(start)[1])
+
+        def scaled(par: np.ndarray) -> tuple[float, np.ndarray]:
+            value, grad = self.fun_and_grad(par)
+            return factor * value, factor * grad
+
+        return {"fun": scaled, "jac": True}
 
     def gradient(self, par: np.ndarray, free: np.ndarray) -> np.ndarray:
         """The exact gradient (zero on fixed coordinates)."""
@@ -203,9 +227,11 @@ def minimise(
         label, start = queue.pop(0)
         result = optimize.minimize(
             x0=start, method="L-BFGS-B", bounds=bounds,
-            options={"ftol": 1e-14, "gtol": 1e-7, "maxiter": 500}, **derivatives.lbfgs(),
+            options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 500}, **derivatives.lbfgs(start),
         )  # fmt: skip
-        par, value = _newton(derivatives, np.asarray(result.x), float(result.fun), lower)
+        par = np.asarray(result.x)
+        point = _newton(derivatives, par, objective(par), lower)
+        par, value = point.par, point.value
         escape = _off_the_bound(objective, par, value, lower)
         if escape is not None:
             # θ on its bound is a stationary point of an even function of θ, not
@@ -213,11 +239,7 @@ def minimise(
             attempts.append(f"{label}: left the boundary θ = 0 (deviance {value:.10g})")
             queue.insert(0, (f"{label}, off the boundary", escape))
             continue
-        free = par > lower + 1e-7
-        grad = derivatives.gradient(par, free)
-        # a coordinate on its bound whose gradient points inside is free after all
-        free |= (par <= lower + 1e-7) & (grad < 0)
-        hess = derivatives.hessian(par, free, value)
+        free, grad, hess = point.free, point.gradient, point.hessian
         sub = hess[np.ix_(free, free)]
         try:
             np.linalg.cholesky(sub)
@@ -272,37 +294,59 @@ def gradient_tolerance(deviance: float) -> float:
     return max(1e-4, 1e-9 * abs(deviance))
 
 
-def _newton(
+@dataclass(frozen=True)
+class _Point:
+    """A point with its deviance and derivatives on the free coordinates."""
+
+    par: np.ndarray
+    value: float
+    gradient: np.ndarray
+    hessian: np.ndarray
+    free: np.ndarray
+
+
+def _derivatives_at(
     derivatives: Differences, par: np.ndarray, value: float, lower: np.ndarray
-) -> tuple[np.ndarray, float]:
-    """Newton steps on the free coordinates, halving the step until the deviance does
-    not rise."""
-    objective = derivatives.value
-    for _ in range(20):
-        free = par > lower + 1e-7
+) -> _Point:
+    free = par > lower + 1e-7
+    grad = derivatives.gradient(par, free)
+    # a coordinate on its bound whose gradient points inside is free after all
+    if not np.all(free):
+        free = free | ((par <= lower + 1e-7) & (grad < 0))
         grad = derivatives.gradient(par, free)
-        free |= (par <= lower + 1e-7) & (grad < 0)
-        index = np.flatnonzero(free)
+    hess = derivatives.hessian(par, free, value)
+    return _Point(par, value, grad, hess, free)
+
+
+def _newton(derivatives: Differences, par: np.ndarray, value: float, lower: np.ndarray) -> _Point:
+    """Newton steps on the free coordinates, halving the step until the deviance does
+    not rise. Returns the last point with its derivatives: where the predicted gain of
+    a further step (the Newton decrement) is below :data:`DECREMENT_TOL`, or where no
+    step improves."""
+    objective = derivatives.value
+    point = _derivatives_at(derivatives, par, value, lower)
+    for _ in range(20):
+        index = np.flatnonzero(point.free)
         if index.size == 0:
             break
-        hess = derivatives.hessian(par, free, value)[np.ix_(index, index)]
+        hess = point.hessian[np.ix_(index, index)]
         try:
             np.linalg.cholesky(hess)
         except np.linalg.LinAlgError:
             break
-        direction = np.zeros_like(par)
-        direction[index] = -np.linalg.solve(hess, grad[index])
-        decrement = float(-0.5 * grad[index] @ direction[index])
+        direction = np.zeros_like(point.par)
+        direction[index] = -np.linalg.solve(hess, point.gradient[index])
+        decrement = float(-0.5 * point.gradient[index] @ direction[index])
+        if decrement < DECREMENT_TOL:
+            break
         size = 1.0
         while size > 1e-4:
-            candidate = np.clip(par + size * direction, lower, BETA_LIMIT)
+            candidate = np.clip(point.par + size * direction, lower, BETA_LIMIT)
             trial = objective(candidate)
-            if trial <= value:
+            if trial <= point.value:
                 break
             size /= 2
         else:
             break
-        par, value = candidate, trial
-        if decrement < DECREMENT_TOL:
-            break
-    return par, value
+        point = _derivatives_at(derivatives, candidate, trial, lower)
+    return point

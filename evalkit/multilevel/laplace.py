@@ -29,7 +29,9 @@ from evalkit.multilevel.families import Family, RowTerms
 MODE_TOL = 1e-10
 """Largest Newton step (in the spherical units of u) accepted as the conditional mode:
 one more step would move the Laplace deviance by about its square."""
-MAX_STEPS = 200
+MAX_STEPS = 60
+ROUNDING = 1e-11
+"""Relative rounding error of the PIRLS objective, a sum over all rows."""
 
 
 @dataclass(frozen=True)
@@ -94,12 +96,23 @@ class GLMMRows:
             parent = groups[level + 1][first_rows]
             parents.append(parent)
             starts.append(np.flatnonzero(np.r_[True, np.diff(parent) != 0]))
+        if np.all(order[1:] > order[:-1]):
+            # already sorted (files usually are): no copies
+
+            def take(values: np.ndarray) -> np.ndarray:
+                return values
+
+        else:
+
+            def take(values: np.ndarray) -> np.ndarray:
+                return np.ascontiguousarray(values[order])
+
         return cls(
-            x=np.ascontiguousarray(x[order]),
-            y=y[order],
-            trials=trials[order],
-            offset=offset[order],
-            z=tuple(np.ascontiguousarray(zl[order]) for zl in z),
+            x=take(x),
+            y=take(y),
+            trials=take(trials),
+            offset=take(offset),
+            z=tuple(take(zl) for zl in z),
             group=tuple(groups),
             parent=tuple(parents),
             bounds=bounds,
@@ -150,11 +163,21 @@ class LaplaceEngine:
         self.layout = layout
         self.family = family
         self.q = list(layout.q)
-        columns = np.hstack(rows.z)
-        self.columns = columns
-        width = columns.shape[1]
-        self._pairs = [(a, b) for a in range(width) for b in range(a, width)]
-        self._products = np.column_stack([columns[:, a] * columns[:, b] for a, b in self._pairs])
+        self._intercept_only = [z.shape[1] == 1 and bool(np.all(z == 1.0)) for z in rows.z]
+        self.intercepts_only = all(self._intercept_only)
+        """Whether every level has a random intercept only (then Z is all ones and the
+        per-row column products below are not stored)."""
+        self.width = sum(self.q)
+        self._pairs = [(a, b) for a in range(self.width) for b in range(a, self.width)]
+        if self.intercepts_only:
+            self.columns = np.empty((0, self.width))
+            self._products = np.empty((0, len(self._pairs)))
+        else:
+            columns = np.hstack(rows.z)
+            self.columns = columns
+            self._products = np.column_stack(
+                [columns[:, a] * columns[:, b] for a, b in self._pairs]
+            )
         self._start = [np.zeros((n, q)) for n, q in zip(rows.n_groups, self.q, strict=True)]
         self._constant = family.constant(rows.y, rows.trials)
         self.evaluations = 0
@@ -173,9 +196,13 @@ class LaplaceEngine:
         """``η = offset + Xβ + Σ_l Z_l T_l u_l`` per row (sorted order)."""
         rows = self.rows
         eta = rows.offset + rows.x @ beta
-        for z, t, ul, group in zip(rows.z, factors, u, rows.group, strict=True):
+        for z, t, ul, group, ones in zip(
+            rows.z, factors, u, rows.group, self._intercept_only, strict=True
+        ):
             b = ul @ t.T
-            if z.shape[1] == 1:
+            if ones:
+                eta += b[group, 0]
+            elif z.shape[1] == 1:
                 eta += z[:, 0] * b[group, 0]
             else:
                 eta += np.einsum("ij,ij->i", z, b[group])
@@ -214,7 +241,9 @@ class LaplaceEngine:
                 trial_eta = self.linear_predictor(factors, beta, trial)
                 trial_terms = self.row_terms(trial_eta)
                 value = -2.0 * float(trial_terms.loglik.sum()) + _norm2(trial)
-                if value <= objective + 1e-12 * abs(objective) or step < 1e-8:
+                # near the mode a Newton step changes φ by less than its rounding
+                # (a sum over all rows): accept it then rather than halve on noise
+                if value <= objective + ROUNDING * max(1.0, abs(objective)) or step < 1e-8:
                     break
                 step /= 2.0
             if step < 1e-8:
@@ -238,13 +267,19 @@ class LaplaceEngine:
     ) -> _Elimination:
         """Forward elimination of ``H δ = ΛᵀZᵀs − u`` from the lowest level up."""
         rows = self.rows
-        width = self.columns.shape[1]
-        sums = np.add.reduceat(weight[:, None] * self._products, rows.bounds, axis=0)
-        cross = np.empty((sums.shape[0], width, width))
-        for k, (a, b) in enumerate(self._pairs):
-            cross[:, a, b] = sums[:, k]
-            cross[:, b, a] = sums[:, k]
-        rhs = np.add.reduceat(score[:, None] * self.columns, rows.bounds, axis=0)
+        width = self.width
+        if self.intercepts_only:
+            # every column is 1: each cross-product is the group's sum of weights
+            total = np.add.reduceat(weight, rows.bounds)
+            cross = np.repeat(total, width * width).reshape(-1, width, width)
+            rhs = np.repeat(np.add.reduceat(score, rows.bounds), width).reshape(-1, width)
+        else:
+            sums = np.add.reduceat(weight[:, None] * self._products, rows.bounds, axis=0)
+            cross = np.empty((sums.shape[0], width, width))
+            for k, (a, b) in enumerate(self._pairs):
+                cross[:, a, b] = sums[:, k]
+                cross[:, b, a] = sums[:, k]
+            rhs = np.add.reduceat(score[:, None] * self.columns, rows.bounds, axis=0)
         logdet = 0.0
         solved_rhs, solved_coupling, inverse_blocks, couplings = [], [], [], []
         last = len(factors) - 1

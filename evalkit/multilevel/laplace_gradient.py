@@ -37,12 +37,23 @@ def value_and_gradient(
     u = list(mode.u)
     elim = engine.eliminate(factors, terms.weight, terms.score, u)
     _, chain = selected_inverse(elim, factors, rows.parent)
-    design = np.hstack([z @ t for z, t in zip(rows.z, factors, strict=True)])  # rows aᵢᵀ
     lowest = rows.group[0]
-    inverse_a = np.einsum("iqr,ir->iq", chain[lowest], design)  # H⁻¹aᵢ on the chain
-    leverage = np.einsum("iq,iq->i", design, inverse_a)
-    r = engine.family.weight_derivative(mode.eta, rows.trials) * leverage
-    rhs = np.add.reduceat(r[:, None] * engine.columns, rows.bounds, axis=0)
+    if engine.intercepts_only:
+        # aᵢ = (t_0, t_1, …) for every row: H⁻¹aᵢ and hᵢ are per lowest group
+        a = np.array([float(t[0, 0]) for t in factors])
+        per_group = chain @ a
+        inverse_a = per_group[lowest]
+        leverage = (per_group @ a)[lowest]
+    else:
+        design = np.hstack([z @ t for z, t in zip(rows.z, factors, strict=True)])  # rows aᵢᵀ
+        inverse_a = np.einsum("iqr,ir->iq", chain[lowest], design)  # H⁻¹aᵢ on the chain
+        leverage = np.einsum("iq,iq->i", design, inverse_a)
+    assert terms.weight_slope is not None
+    r = terms.weight_slope * leverage
+    if engine.intercepts_only:
+        rhs = np.repeat(np.add.reduceat(r, rows.bounds), engine.width).reshape(-1, engine.width)
+    else:
+        rhs = np.add.reduceat(r[:, None] * engine.columns, rows.bounds, axis=0)
     v = solve(elim, factors, rows, rhs)
     av = engine.linear_predictor(factors, np.zeros_like(beta), v) - rows.offset
     weight, score = terms.weight, terms.score
@@ -51,10 +62,15 @@ def value_and_gradient(
     grad_theta = np.empty(theta.size)
     starts = np.cumsum([0] + [t.shape[0] for t in factors])
     for k, (level, row, col) in enumerate(engine.layout.entries):
-        z = rows.z[level][:, row]
         group = rows.group[level]
-        e = z * u[level][group, col]
-        e_v = z * v[level][group, col]
-        trace = 2.0 * float(np.sum(weight * inverse_a[:, starts[level] + col] * z))
+        if engine.intercepts_only:
+            e = u[level][group, col]
+            e_v = v[level][group, col]
+            trace = 2.0 * float(weight @ inverse_a[:, starts[level] + col])
+        else:
+            z = rows.z[level][:, row]
+            e = z * u[level][group, col]
+            e_v = z * v[level][group, col]
+            trace = 2.0 * float(np.sum(weight * inverse_a[:, starts[level] + col] * z))
         grad_theta[k] = float(common @ e) + float(score @ e_v) + trace
     return mode.deviance, np.r_[grad_theta, grad_beta]
