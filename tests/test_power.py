@@ -253,3 +253,65 @@ def test_flat_deviance_does_not_send_the_optimiser_to_infinity() -> None:
     data = simulate_study(design, np.random.default_rng(seed))
     fit = lmm("y ~ treated + (1 | school) + (1 | school:teacher)", data)
     assert fit.facts["converged"]
+
+
+def test_binary_mdes_and_power_are_consistent() -> None:
+    """At the MDES the power is the target (to the gap between the multiplier and the
+    non-central t); three levels with one teacher per school and no teacher variance
+    are the two-level design with the schools as clusters; the SE follows the
+    formula by hand for a balanced two-level trial."""
+    from evalkit.power.binary import mdes_binary, power_binary
+
+    found = mdes_binary("cra2", base_rate=0.3, n=25, J=30, tau2=0.25)
+    again = power_binary(
+        "cra2", log_odds_ratio=found.log_odds_ratio, base_rate=0.3, n=25, J=30, tau2=0.25
+    )
+    assert again.power == pytest.approx(0.80, abs=0.005)
+    assert found.cox_index == pytest.approx(found.log_odds_ratio / 1.65)
+    three = mdes_binary("cra3", base_rate=0.3, n=25, J=1, K=30, tau2=0.0, tau3=0.25)
+    assert three.log_odds_ratio == pytest.approx(found.log_odds_ratio, rel=1e-10)
+    treated = found.treated_rate
+    by_hand = np.sqrt(
+        (0.25 + 1 / (25 * treated * (1 - treated))) / 15 + (0.25 + 1 / (25 * 0.3 * 0.7)) / 15
+    )
+    assert found.std_error == pytest.approx(by_hand, rel=1e-12)
+    # more clusters detect smaller effects; a smaller cluster variance too
+    assert (
+        mdes_binary("cra2", base_rate=0.3, n=25, J=60, tau2=0.25).log_odds_ratio
+        < found.log_odds_ratio
+    )
+    assert (
+        mdes_binary("cra2", base_rate=0.3, n=25, J=30, tau2=0.1).log_odds_ratio
+        < found.log_odds_ratio
+    )
+
+
+def test_binary_power_bad_input() -> None:
+    from evalkit.power.binary import mdes_binary, power_binary
+
+    with pytest.raises(EvalkitInputError, match="base_rate must lie in"):
+        mdes_binary("cra2", base_rate=1.2, n=25, J=30, tau2=0.25)
+    with pytest.raises(EvalkitInputError, match="needs K"):
+        mdes_binary("cra3", base_rate=0.3, n=25, J=5, tau2=0.25)
+    with pytest.raises(EvalkitInputError, match="at least 3"):
+        mdes_binary("cra2", base_rate=0.3, n=25, J=2, tau2=0.25)
+    with pytest.raises(EvalkitInputError, match="≥ 0"):
+        power_binary("cra2", log_odds_ratio=0.5, base_rate=0.3, n=25, J=30, tau2=-0.1)
+
+
+def test_binary_simulation_design() -> None:
+    """A binary design simulates 0/1 outcomes and fits the logistic model (effects in
+    Cox index units); an impossible base rate is refused."""
+    from evalkit.power import SimulationDesign, simulate_power, simulate_study
+
+    design = SimulationDesign(
+        n_schools=10, teachers_per_school=3, students_per_teacher=10, outcome="binary",
+        effect=0.3, base_rate=0.35,
+    )  # fmt: skip
+    data = simulate_study(design, np.random.default_rng(1))
+    assert set(np.unique(data["y"])) <= {0.0, 1.0}
+    result = simulate_power(design, replications=4, seed=3)
+    row = result.table.iloc[0]
+    assert np.isfinite(row["mean_estimate"]) and np.isnan(row["analytic_power"])
+    with pytest.raises(EvalkitInputError, match="base_rate"):
+        simulate_power(SimulationDesign(outcome="binary", base_rate=0.0), replications=2)

@@ -23,7 +23,7 @@ from evalkit.coaching.models import (
 from evalkit.coaching.moderation import johnson_neyman, moderation_plot, simple_slopes
 from evalkit.core import EvalkitInputError, TableFormat, merge_lookup
 from evalkit.data import REVERSED_ITEMS, SURVEY_ITEMS, District
-from evalkit.multilevel import DfMethod
+from evalkit.multilevel import DfMethod, LMMResults
 from evalkit.scales import SchoolConditions, school_conditions
 from evalkit.tables import Table, descriptive_table, fmt_number
 
@@ -304,6 +304,8 @@ def write_report(
         )
         figure = moderation_plot(sequence.models["Moderation"], sequence.treatment, moderator)
         files.append(save_figure(figure, folder / f"moderation_{label}.png"))
-    figure = caterpillar_plot(evaluation.achievement.models["Null"], "school_id")
-    files.append(save_figure(figure, folder / "school_effects.png"))
+    null = evaluation.achievement.models["Null"]
+    if isinstance(null, LMMResults):
+        figure = caterpillar_plot(null, "school_id")
+        files.append(save_figure(figure, folder / "school_effects.png"))
     return files

@@ -11,6 +11,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from evalkit.coaching.binary_models import binary_effects, binary_models, binary_notes
 from evalkit.core import (
     Dropped,
     EvalkitInputError,
@@ -20,11 +21,12 @@ from evalkit.core import (
     merge_lookup,
     require_columns,
 )
-from evalkit.multilevel import DfMethod, LMMResults, Standardizer, effect_size, lmm
+from evalkit.multilevel import DfMethod, GLMMResults, LMMResults, Standardizer, effect_size, lmm
 from evalkit.tables import Table, fmt_number, regression_table
 
 CONDITIONS = ("leadership", "collaboration", "readiness")
 Centring = Literal["none", "grand", "group"]
+OutcomeFamily = Literal["gaussian", "binomial"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class ModelSequence:
 
     outcome: str
     treatment: str
-    models: dict[str, LMMResults]
+    models: dict[str, LMMResults] | dict[str, GLMMResults]
     effects: pd.DataFrame
     standardizer: str
     metric: str
@@ -47,25 +49,34 @@ class ModelSequence:
     reliability: float | None = None
     """Mean reliability of a teacher's mean score (instruction models), or None."""
     measurement_notes: tuple[str, ...] = ()
+    family: str = "gaussian"
+    """``"gaussian"`` (linear mixed models) or ``"binomial"`` (logistic GLMMs)."""
 
     def table(self, *, digits: int = 2, title: str | None = None) -> Table:
         """Side-by-side table: fixed effects (SE), variance components, ICCs,
         proportional reduction in variance, standardised effect and fit statistics."""
         null = self.models["Null"]
         statistics = {}
-        for level in null.levels:
-            statistics[f"prv_{level.name}"] = f"PRV({level.name})"
-        statistics["prv_residual"] = "PRV(residual)"
-        statistics.update({"reml_criterion": "REML criterion", "AIC": "AIC", "BIC": "BIC"})
-        notes = [
-            f"Outcome: {self.outcome}. Linear mixed models fitted by REML; tests use "
-            f"{null.df_method} degrees of freedom.",
-            "PRV: proportional reduction in each variance component relative to the null model.",
-            f"Effect size: the {self.treatment} coefficient divided by the {self.metric} SD of the null model "
-            "(Hedges 2007); its SE includes the uncertainty of that SD.",
-        ]
-        if self.dropped.n:
-            notes.append(f"Before fitting, {self.dropped.describe()}")
+        if self.family == "binomial":
+            for name in null.n_groups:
+                statistics[f"icc_{name}"] = f"ICC({name})"
+            statistics.update({"deviance": "Deviance (−2 log L)", "AIC": "AIC", "BIC": "BIC"})
+            notes = binary_notes(self.outcome, self.treatment, self.models, self.dropped)  # type: ignore[arg-type]
+        else:
+            assert isinstance(null, LMMResults)
+            for level in null.levels:
+                statistics[f"prv_{level.name}"] = f"PRV({level.name})"
+            statistics["prv_residual"] = "PRV(residual)"
+            statistics.update({"reml_criterion": "REML criterion", "AIC": "AIC", "BIC": "BIC"})
+            notes = [
+                f"Outcome: {self.outcome}. Linear mixed models fitted by REML; tests use "
+                f"{null.df_method} degrees of freedom.",
+                "PRV: proportional reduction in each variance component relative to the null model.",
+                f"Effect size: the {self.treatment} coefficient divided by the {self.metric} SD of the null model "
+                "(Hedges 2007); its SE includes the uncertainty of that SD.",
+            ]
+            if self.dropped.n:
+                notes.append(f"Before fitting, {self.dropped.describe()}")
         notes.extend(self.conversions)
         notes.extend(self.measurement_notes)
         shown = [
@@ -94,7 +105,7 @@ class ModelSequence:
                 row.append("")
         body = table.body.copy()
         position = list(body.index).index("N")
-        label = "Effect size [95% CI]"
+        label = "Cox index [95% CI]" if self.family == "binomial" else "Effect size [95% CI]"
         top = body.iloc[:position]
         bottom = body.iloc[position:]
         extra = pd.DataFrame([row], index=[label], columns=body.columns)
@@ -256,8 +267,15 @@ def achievement_models(
     covariates: Sequence[str] = (),
     centring: Centring = "none",
     df_method: DfMethod = "satterthwaite",
+    family: OutcomeFamily = "gaussian",
 ) -> ModelSequence:
     """Students in teachers in schools: the effect on achievement, δ_T (WWC).
+
+    ``family="binomial"`` fits a 0/1 outcome (proficient or not) by logistic mixed
+    models (:func:`~evalkit.multilevel.glmm`, Laplace, Wald z tests; ``df_method`` does
+    not apply) and reports odds ratios and the Cox index ``ln(OR)/1.65``, the WWC effect
+    size for dichotomous outcomes; ``standardize_by`` then standardises the prior score
+    only.
 
     With ``standardize_by`` (e.g. ``["grade", "year", "subject"]``) the outcome and
     the prior score are first standardised within those cells. ``covariates`` adds
@@ -266,6 +284,7 @@ def achievement_models(
     on the grand mean or on their teacher's mean (Enders & Tofighi 2007).
     """
     check_option("centring", centring, Centring)
+    check_option("family", family, OutcomeFamily)
     require_columns(
         students,
         [outcome, treatment, school, teacher, *conditions, *covariates]
@@ -273,7 +292,8 @@ def achievement_models(
     )
     data = students.copy()
     if standardize_by:
-        data[outcome] = standardize_within(data, outcome, standardize_by)
+        if family == "gaussian":
+            data[outcome] = standardize_within(data, outcome, standardize_by)
         if prior:
             data[prior] = standardize_within(data, prior, standardize_by)
     used = [outcome, treatment, school, teacher, *conditions, *covariates] + (
@@ -282,6 +302,17 @@ def achievement_models(
     data, dropped = complete_cases(data, used, "drop")
     adjusted = ([prior] if prior else []) + list(covariates)
     data = centre(data, adjusted, centring, teacher)
+    if family == "binomial":
+        coded, conversion = treatment_indicator(data[treatment], treatment)
+        data = data.assign(**{treatment: coded})
+        models = binary_models(
+            data, outcome=outcome, treatment=treatment, random=f"(1 | {school}/{teacher})",
+            covariates=[*adjusted, *conditions], moderators=list(conditions),
+        )  # fmt: skip
+        return ModelSequence(
+            outcome, treatment, models, binary_effects(models, treatment), "cox",
+            "Cox index", dropped, (conversion,) if conversion else (), family="binomial",
+        )  # fmt: skip
     return fit_sequence(
         data, outcome=outcome, treatment=treatment,
         random=f"(1 | {school}/{teacher})",
@@ -365,8 +396,10 @@ def instruction_models(
         covariates=covariates, moderators=list(conditions), standardizer="clusters",
         metric="teacher-level", df_method=df_method, dropped=dropped, exclude=exclude,
     )  # fmt: skip
+    null = sequence.models["Null"]
+    assert isinstance(null, LMMResults)
     value, note = score_reliability(
-        sequence.models["Null"], data, teacher=teacher, rater=rater,
+        null, data, teacher=teacher, rater=rater,
         random_raters=raters == "random",
     )  # fmt: skip
     return replace(sequence, reliability=value, measurement_notes=(note,))

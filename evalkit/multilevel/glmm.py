@@ -31,6 +31,7 @@ from evalkit.core import (
 )
 from evalkit.multilevel.engine import ThetaLayout
 from evalkit.multilevel.families import LINKS, Family, FamilyName, LinkName
+from evalkit.multilevel.glmm_margins import cox_index, predicted_probabilities
 from evalkit.multilevel.glmm_optimise import (
     Differences,
     ExactGradient,
@@ -50,6 +51,7 @@ from evalkit.multilevel.spec import (
     model_rows,
 )
 from evalkit.multilevel.stats import group_labels
+from evalkit.multilevel.summaries import StandardizedEffect
 
 SINGULAR_TOL = 1e-4
 MAX_NODES = 25
@@ -70,6 +72,8 @@ class GLMMSpec:
     dropped: Dropped
     labels: tuple[np.ndarray, ...]
     nagq: int
+    data: pd.DataFrame = field(repr=False)
+    rows_used: np.ndarray = field(repr=False)
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -92,8 +96,27 @@ class GLMMResults(ModelResults):
     link: str = "logit"
     nagq: int = 1
     theta: np.ndarray = field(default_factory=lambda: np.empty(0))
+    covariance_all: np.ndarray = field(default_factory=lambda: np.empty((0, 0)), repr=False)
+    """Covariance of (θ, β) from the Hessian of the deviance (zero for a θ on its bound)."""
     specification: GLMMSpec | None = field(default=None, repr=False)
     engine: LaplaceEngine | None = field(default=None, repr=False)
+
+    def cox_index(self, term: str, *, level: float = 0.95) -> StandardizedEffect:
+        """The WWC effect size of a dichotomous outcome, ``ln(OR)/1.65`` (logit models)."""
+        return cox_index(self, term, level=level)
+
+    def profile_intervals(self, *, level: float = 0.95) -> pd.DataFrame:
+        """Profile-likelihood CIs of the random-effect SDs (see
+        :func:`~evalkit.multilevel.glmm_profile.glmm_profile_intervals`)."""
+        from evalkit.multilevel.glmm_profile import glmm_profile_intervals
+
+        return glmm_profile_intervals(self, level=level)
+
+    def predicted_probabilities(self, term: str, *, level: float = 0.95) -> pd.DataFrame:
+        """Counterfactual average probabilities with ``term`` = 1 and 0 and their
+        difference in percentage points, conditional and population-averaged (see
+        :func:`~evalkit.multilevel.glmm_margins.predicted_probabilities`)."""
+        return predicted_probabilities(self, term, level=level)
 
     def _parts(self) -> tuple[GLMMSpec, LaplaceEngine]:
         if self.specification is None or self.engine is None:
@@ -300,6 +323,8 @@ def specify_glmm(
         dropped=rows.dropped,
         labels=sorted_labels,
         nagq=int(nagq),
+        data=data,
+        rows_used=np.flatnonzero(data[list(rows.used)].notna().all(axis=1).to_numpy()),
         options={
             "family": family, "link": chosen, "nagq": int(nagq), "trials": trials,
             "exposure": exposure, "offset": offset, "missing": missing,
@@ -401,18 +426,27 @@ def _offset(
     return values
 
 
-def _optimise(spec: GLMMSpec, engine: LaplaceEngine) -> tuple[GLMMOptimum, bool]:
-    """Minimise the deviance over (θ, β), with β scaled by its column's SD so that
-    difference steps move every coefficient's contribution to η alike. Also returns
-    whether the fixed-effects GLM of the start converged (else separation is checked)."""
+@dataclass(frozen=True)
+class Scaled:
+    """The deviance as the optimiser sees it: over (θ, β·sd(x)), with its derivatives
+    (exact gradient for canonical links with the Laplace approximation)."""
+
+    derivatives: Differences
+    scale: np.ndarray
+    lower: np.ndarray
+    n_theta: int
+
+
+def scaled_deviance(spec: GLMMSpec, engine: LaplaceEngine) -> Scaled:
+    """β scaled by its column's SD, so that difference steps and L-BFGS-B's first step
+    move every coefficient's contribution to η alike."""
     rows = spec.rows
     n_theta = len(spec.layout.entries)
-    beta0, glm_converged = glm_start(rows.x, rows.y, rows.trials, rows.offset, spec.family)
     spread = rows.x.std(axis=0)
     scale = np.r_[np.ones(n_theta), np.where(spread > 0, spread, 1.0)]
     lower = np.r_[
         [-np.inf if low is None else low for low in spec.layout.lower_bounds],
-        np.full(beta0.size, -np.inf),
+        np.full(rows.x.shape[1], -np.inf),
     ]
 
     def objective(scaled: np.ndarray) -> float:
@@ -426,16 +460,6 @@ def _optimise(spec: GLMMSpec, engine: LaplaceEngine) -> tuple[GLMMOptimum, bool]
             return np.inf
         return value if np.isfinite(value) else np.inf
 
-    theta0 = spec.layout.start()
-    starts = [
-        (label, np.r_[factor * theta0, beta0] * scale)
-        for label, factor in (("start", 1.0), ("start θ×0.3", 0.3), ("start θ×2", 2.0))
-    ]
-
-    def counter() -> int:
-        return engine.evaluations
-
-    derivatives: Differences = Differences(objective)
     if spec.nagq == 1 and spec.family.canonical:
 
         def fun_and_grad(scaled: np.ndarray) -> tuple[float, np.ndarray]:
@@ -448,8 +472,27 @@ def _optimise(spec: GLMMSpec, engine: LaplaceEngine) -> tuple[GLMMOptimum, bool]
                 return np.inf, np.zeros_like(scaled)
             return value, grad / scale
 
-        derivatives = ExactGradient(fun_and_grad)
-    found = minimise(derivatives, starts, lower * scale, counter)
+        return Scaled(ExactGradient(fun_and_grad), scale, lower * scale, n_theta)
+    return Scaled(Differences(objective), scale, lower * scale, n_theta)
+
+
+def _optimise(spec: GLMMSpec, engine: LaplaceEngine) -> tuple[GLMMOptimum, bool]:
+    """Minimise the deviance over (θ, β) from three starts of θ and the fixed-effects
+    GLM's β. Also returns whether that GLM converged (else separation is checked)."""
+    rows = spec.rows
+    beta0, glm_converged = glm_start(rows.x, rows.y, rows.trials, rows.offset, spec.family)
+    problem = scaled_deviance(spec, engine)
+    scale = problem.scale
+    theta0 = spec.layout.start()
+    starts = [
+        (label, np.r_[factor * theta0, beta0] * scale)
+        for label, factor in (("start", 1.0), ("start θ×0.3", 0.3), ("start θ×2", 2.0))
+    ]
+
+    def counter() -> int:
+        return engine.evaluations
+
+    found = minimise(problem.derivatives, starts, problem.lower, counter)
     optimum = replace(
         found,
         par=found.par / scale,
@@ -466,7 +509,8 @@ def _build_results(
     theta = optimum.par[:n_theta]
     beta = optimum.par[n_theta:]
     index = pd.Index(spec.terms)
-    cov = _beta_covariance(optimum, n_theta)
+    covariance_all = _covariance(optimum)
+    cov = covariance_all[n_theta:, n_theta:]
     factors = spec.layout.factors(theta)
     singular = any(bool(np.any(np.abs(np.diag(t)) < SINGULAR_TOL)) for t in factors)
     n_params = beta.size + n_theta
@@ -539,22 +583,22 @@ def _build_results(
         link=spec.family.link,
         nagq=spec.nagq,
         theta=theta,
+        covariance_all=covariance_all,
         specification=spec,
         engine=engine,
     )
 
 
-def _beta_covariance(optimum: GLMMOptimum, n_theta: int) -> np.ndarray:
-    """``[2H⁻¹]_ββ`` over the free coordinates (glmer's ``vcov(use.hessian = TRUE)``)."""
+def _covariance(optimum: GLMMOptimum) -> np.ndarray:
+    """``2H⁻¹`` over the free coordinates of (θ, β), zero rows for fixed ones (glmer's
+    ``vcov(use.hessian = TRUE)`` is its β block)."""
     free = np.flatnonzero(optimum.free)
-    sub = optimum.hessian[np.ix_(free, free)]
+    out = np.zeros((optimum.par.size, optimum.par.size))
     try:
-        inverse = 2.0 * np.linalg.inv(sub)
+        out[np.ix_(free, free)] = 2.0 * np.linalg.inv(optimum.hessian[np.ix_(free, free)])
     except np.linalg.LinAlgError:
-        p = optimum.par.size - n_theta
-        return np.full((p, p), np.nan)
-    positions = [int(np.flatnonzero(free == k)[0]) for k in range(n_theta, optimum.par.size)]
-    return inverse[np.ix_(positions, positions)]
+        out[:] = np.nan
+    return out
 
 
 def _latent_icc(facts: dict[str, Any], spec: GLMMSpec, matrices: dict[str, pd.DataFrame]) -> None:

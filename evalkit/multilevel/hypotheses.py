@@ -10,6 +10,7 @@ import pandas as pd
 from scipy import stats
 
 from evalkit.core import EvalkitInputError, WaldTest
+from evalkit.multilevel.glmm import GLMMResults
 from evalkit.multilevel.kenward_roger import KenwardRoger
 from evalkit.multilevel.satterthwaite import VarparInference
 from evalkit.multilevel.spec import require_fit
@@ -111,12 +112,14 @@ class LikelihoodRatioTest:
         return pd.DataFrame([self.__dict__])
 
 
-def lrt(smaller: LMMResults, larger: LMMResults) -> LikelihoodRatioTest:
+def lrt(smaller: LMMResults | GLMMResults, larger: LMMResults | GLMMResults) -> LikelihoodRatioTest:
     """Likelihood-ratio test of two nested fits to the same rows.
 
     Fits that differ in their fixed effects are compared on ML deviances: REML fits
     are refitted by ML first (as lme4's ``anova`` does) and ``refitted`` says so.
     Fits with the same fixed effects are compared on what they were fitted by.
+    Two :func:`~evalkit.multilevel.glmm` fits are compared on their deviances
+    ``−2 log L`` (both Laplace, or both quadrature with the same nodes).
     """
     require_fit(smaller, "lrt()")
     require_fit(larger, "lrt()")
@@ -125,6 +128,8 @@ def lrt(smaller: LMMResults, larger: LMMResults) -> LikelihoodRatioTest:
             f"the models were fitted to different rows ({smaller.nobs} and {larger.nobs}); "
             "a likelihood-ratio test needs the same data."
         )
+    if isinstance(smaller, GLMMResults) or isinstance(larger, GLMMResults):
+        return _glmm_lrt(smaller, larger)
     same_fixed = list(smaller.params.index) == list(larger.params.index)
     refitted = False
     if not same_fixed and "REML" in (smaller.method, larger.method):
@@ -137,6 +142,31 @@ def lrt(smaller: LMMResults, larger: LMMResults) -> LikelihoodRatioTest:
     d0, d1 = float(smaller.facts[key]), float(larger.facts[key])
     k0 = smaller.params.size + smaller.theta.size
     k1 = larger.params.size + larger.theta.size
+    return _deviance_test(d0, d1, k0, k1, smaller.theta.size != larger.theta.size, refitted)
+
+
+def _glmm_lrt(
+    smaller: LMMResults | GLMMResults, larger: LMMResults | GLMMResults
+) -> LikelihoodRatioTest:
+    if not (isinstance(smaller, GLMMResults) and isinstance(larger, GLMMResults)):
+        raise EvalkitInputError("compare two glmm() fits (or two lmm() fits), not one of each.")
+    for name in ("family", "link", "nagq"):
+        if getattr(smaller, name) != getattr(larger, name):
+            raise EvalkitInputError(
+                f"the fits differ in {name} ({getattr(smaller, name)!r} vs "
+                f"{getattr(larger, name)!r}); their likelihoods are not comparable."
+            )
+    d0, d1 = float(smaller.facts["deviance"]), float(larger.facts["deviance"])
+    k0 = smaller.params.size + smaller.theta.size
+    k1 = larger.params.size + larger.theta.size
+    return _deviance_test(d0, d1, k0, k1, smaller.theta.size != larger.theta.size, False)
+
+
+def _deviance_test(
+    d0: float, d1: float, k0: int, k1: int, random_differs: bool, refitted: bool
+) -> LikelihoodRatioTest:
+    """Chi-square test of the deviance difference (with the boundary mixture when the
+    random parts differ)."""
     df = k1 - k0
     if df <= 0:
         raise EvalkitInputError(
@@ -144,7 +174,6 @@ def lrt(smaller: LMMResults, larger: LMMResults) -> LikelihoodRatioTest:
         )
     chisq = max(d0 - d1, 0.0)
     p_value = float(stats.chi2.sf(chisq, df))
-    random_differs = smaller.theta.size != larger.theta.size
     mixture = None
     note = "chi-square reference distribution"
     if random_differs:

@@ -2,6 +2,7 @@
 analytic (PowerUp!'s designs) and by simulation with the multilevel engine."""
 
 from evalkit.power.analytic import PowerAnalysis, design_info, mdes, power, sample_size
+from evalkit.power.binary import BinaryPowerAnalysis, mdes_binary, power_binary
 from evalkit.power.designs import DESIGNS, Design
 from evalkit.power.simulation import (
     SimulatedPower,
@@ -15,6 +16,7 @@ from evalkit.power.simulation import (
 
 __all__ = [
     "DESIGNS",
+    "BinaryPowerAnalysis",
     "Design",
     "PowerAnalysis",
     "SimulatedPower",
@@ -23,7 +25,9 @@ __all__ = [
     "design_grid",
     "design_info",
     "mdes",
+    "mdes_binary",
     "power",
+    "power_binary",
     "power_curve",
     "sample_size",
     "simulate_power",

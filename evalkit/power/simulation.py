@@ -21,6 +21,9 @@ from scipy import stats
 from evalkit.core import EvalkitInputError, check_option, figure_and_axes
 
 Assignment = Literal["school", "teacher"]
+OutcomeKind = Literal["continuous", "binary"]
+COX = 1.65
+"""Cox index divisor: a binary design's effects are log odds ratios / 1.65 (WWC)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,16 @@ class SimulationDesign:
         Coaching × leadership interaction per SD of school leadership.
     leadership
         Main effect of school leadership (an SD-1 school-level covariate).
+    outcome
+        ``"continuous"`` (the default) or ``"binary"``: a 0/1 outcome from a logistic
+        model whose latent scale has level-1 variance π²/3. The ICCs are then
+        latent-scale ICCs, ``r21`` the share of the level-1 latent variance explained
+        by the prior score, and ``effect``, ``moderation`` and ``leadership`` are in Cox
+        index units (log odds ratio / 1.65, the WWC effect size for dichotomous
+        outcomes); the planned model is fitted by :func:`evalkit.multilevel.glmm`.
+    base_rate
+        Binary outcome: the probability of success of a comparison student in an
+        average school and classroom.
     """
 
     n_schools: int = 40
@@ -61,10 +74,15 @@ class SimulationDesign:
     r21: float = 0.0
     moderation: float = 0.0
     leadership: float = 0.0
+    outcome: OutcomeKind = "continuous"
+    base_rate: float = 0.5
 
     def validate(self) -> None:
         """Raise on impossible designs, naming the parameter."""
         check_option("assignment", self.assignment, Assignment)
+        check_option("outcome", self.outcome, OutcomeKind)
+        if not 0 < self.base_rate < 1:
+            raise EvalkitInputError(f"base_rate must lie in (0, 1), got {self.base_rate!r}.")
         for name in ("icc_school", "icc_teacher", "r21"):
             value = getattr(self, name)
             if not 0 <= value < 1:
@@ -86,8 +104,9 @@ class SimulationDesign:
 
     def analytic_design(self) -> tuple[str, dict[str, float]] | None:
         """The PowerUp! design and parameters that describe this study when the
-        planned model has no moderator (``None`` otherwise)."""
-        if self.moderation or self.leadership:
+        planned model has no moderator and the outcome is continuous (``None``
+        otherwise)."""
+        if self.moderation or self.leadership or self.outcome == "binary":
             return None
         sizes = {"n": self.students_per_teacher, "J": self.teachers_per_school, "K": self.n_schools}
         common = {
@@ -116,23 +135,35 @@ def simulate_study(design: SimulationDesign, rng: np.random.Generator) -> pd.Dat
         ranks = np.argsort(rng.random((k, j)), axis=1).argsort(axis=1)
         treated_teacher = (ranks < per_school).ravel()
     leadership = rng.standard_normal(k)
-    school_effect = rng.normal(0.0, np.sqrt(design.icc_school), k)
-    teacher_effect = rng.normal(0.0, np.sqrt(design.icc_teacher), n_teachers)
+    if design.outcome == "binary":
+        # latent scale: level-1 variance π²/3, the ICCs shares of the total
+        level1 = np.pi**2 / 3
+        total = level1 / (1.0 - design.icc_school - design.icc_teacher)
+        school_var, teacher_var = design.icc_school * total, design.icc_teacher * total
+    else:
+        level1 = 1.0 - design.icc_school - design.icc_teacher
+        school_var, teacher_var = design.icc_school, design.icc_teacher
+    school_effect = rng.normal(0.0, np.sqrt(school_var), k)
+    teacher_effect = rng.normal(0.0, np.sqrt(teacher_var), n_teachers)
     teacher = np.repeat(np.arange(n_teachers), n)
     school = school_of_teacher[teacher]
-    within = 1.0 - design.icc_school - design.icc_teacher
     prior = rng.standard_normal(teacher.size)
-    residual = rng.normal(0.0, np.sqrt(within * (1 - design.r21)), teacher.size)
     treated = treated_teacher[teacher].astype(float)
     lead = leadership[school]
-    y = (
+    scale = COX if design.outcome == "binary" else 1.0
+    systematic = (
         school_effect[school]
         + teacher_effect[teacher]
-        + np.sqrt(within * design.r21) * prior
-        + residual
-        + treated * (design.effect + design.moderation * lead)
-        + design.leadership * lead
+        + scale * treated * (design.effect + design.moderation * lead)
+        + scale * design.leadership * lead
     )
+    if design.outcome == "binary":
+        slope = np.sqrt(design.r21 / (1.0 - design.r21) * level1)
+        eta = np.log(design.base_rate / (1.0 - design.base_rate)) + systematic + slope * prior
+        y = (rng.random(teacher.size) < 1.0 / (1.0 + np.exp(-eta))).astype(float)
+    else:
+        residual = rng.normal(0.0, np.sqrt(level1 * (1 - design.r21)), teacher.size)
+        y = systematic + np.sqrt(level1 * design.r21) * prior + residual
     return pd.DataFrame(
         {
             "y": y,
@@ -166,11 +197,25 @@ def _replicate(
     engine: str,
 ) -> list[tuple[float, float, float, float, bool, bool]]:
     """Fit the planned model to one simulated study per seed."""
-    from evalkit.multilevel import lmm
+    from evalkit.multilevel import glmm, lmm
 
     out = []
     for seed in seeds:
         data = simulate_study(design, np.random.default_rng(seed))
+        if design.outcome == "binary":
+            # log odds ratios reported in Cox index units, the design's effect scale
+            model = glmm(formula, data)
+            out.append(
+                (
+                    float(model.params[term]) / COX,
+                    float(model.std_errors[term]) / COX,
+                    float(model.pvalues[term]),
+                    float("inf"),
+                    bool(model.facts["converged"]),
+                    bool(model.facts["singular"]),
+                )
+            )
+            continue
         if engine == "statsmodels":
             fit = lmm(formula, data, engine="statsmodels")
             converged, singular = bool(fit.facts.get("converged", True)), False

@@ -20,6 +20,7 @@ from evalkit.coaching.districts import four_level, outcome_domain_table, synthes
 from evalkit.coaching.qed import event_study, treatment_on_treated, twfe
 from evalkit.data import simulate_district
 from evalkit.data.rollout import simulate_rollout
+from evalkit.multilevel import GLMMResults
 
 CONDITIONS = ["leadership", "collaboration", "readiness"]
 
@@ -264,3 +265,28 @@ def test_instruction_models_with_crossed_raters() -> None:
     assert fixed.reliability is not None and 0 < fixed.reliability < 1
     with pytest.raises(EvalkitInputError, match="raters='random' needs the rater column"):
         instruction_models(d.observations, d.teachers, d.schools, rater=None, raters="random")
+
+
+def test_binary_achievement_sequence() -> None:
+    """A 0/1 outcome in an export-shaped frame (Yes/No treatment codes, a few missing
+    priors): logistic sequence, Cox index from the treatment coefficient, latent ICCs,
+    and the notes say what was converted and dropped."""
+    district = simulate_district(n_schools=16, seed=5)
+    students = district.students.copy()
+    students["proficient"] = (students["achievement"] > 0.3).astype(int)
+    students["coached"] = students["coached"].map({1: "Yes", 0: "No"})
+    students.loc[students.index[:7], "prior"] = np.nan
+    sequence = achievement_models(students, outcome="proficient", family="binomial")
+    assert list(sequence.models) == ["Null", "Treatment", "Covariates", "Moderation"]
+    treatment = sequence.models["Treatment"]
+    assert isinstance(treatment, GLMMResults)
+    row = sequence.effects.loc["Treatment"]
+    assert row["effect_size"] == pytest.approx(treatment.params["coached"] / 1.65)
+    assert row["odds_ratio"] == pytest.approx(np.exp(treatment.params["coached"]))
+    text = sequence.table().to_markdown()
+    assert "Cox index [95% CI]" in text
+    assert "ICC(school_id)" in text
+    assert "7 rows" in text or "7 row" in text
+    assert "Yes/No" in text or "yes" in text.lower()
+    with pytest.raises(EvalkitInputError, match="family"):
+        achievement_models(students, outcome="proficient", family="logistic")  # type: ignore[arg-type]

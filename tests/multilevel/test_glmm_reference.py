@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evalkit.multilevel import GLMMResults, glmm
+from evalkit.multilevel import GLMMResults, glmm, lrt
 
 REF = Path(__file__).parents[1] / "reference" / "multilevel"
 R = json.loads((REF / "glmm.json").read_text())
@@ -38,6 +38,7 @@ def _data(name: str) -> pd.DataFrame:
 
 MODELS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "cbpp": ("incidence ~ period + (1 | herd)", "cbpp.csv", {"trials": "size"}),
+    "cbpp_null": ("incidence ~ 1 + (1 | herd)", "cbpp.csv", {"trials": "size"}),
     "cbpp_agq": ("incidence ~ period + (1 | herd)", "cbpp.csv", {"trials": "size", "nagq": 9}),
     "contraception": (f"{CONTRACEPTION} + (1 | district)", "contraception.csv", {}),
     "contraception_agq": (f"{CONTRACEPTION} + (1 | district)", "contraception.csv", {"nagq": 7}),
@@ -77,12 +78,13 @@ def fitted(name: str) -> GLMMResults:
 @pytest.mark.parametrize("name", list(MODELS))
 def test_estimates_match_glmer(name: str) -> None:
     fit, ref = fitted(name), R[name]
-    assert len(fit.params) == len(ref["terms"])  # same columns, same order (names differ)
+    assert len(fit.params) == np.atleast_1d(ref["terms"]).size  # same columns and order
     assert fit.facts["deviance"] <= ref["deviance"] + 1e-8 * abs(ref["deviance"])
     assert fit.facts["deviance"] == pytest.approx(ref["deviance"], rel=1e-8)
-    np.testing.assert_allclose(fit.params.to_numpy(), ref["beta"], rtol=1e-5)
-    np.testing.assert_allclose(fit.std_errors.to_numpy(), ref["se"], rtol=1e-5)
-    np.testing.assert_allclose(fit.theta, ref["theta"], rtol=1e-5, atol=1e-6)
+    # (R's JSON writes one-element vectors as scalars)
+    np.testing.assert_allclose(fit.params.to_numpy(), np.atleast_1d(ref["beta"]), rtol=1e-5)
+    np.testing.assert_allclose(fit.std_errors.to_numpy(), np.atleast_1d(ref["se"]), rtol=1e-5)
+    np.testing.assert_allclose(fit.theta, np.atleast_1d(ref["theta"]), rtol=1e-5, atol=1e-6)
     assert fit.facts["converged"] and fit.facts["hessian_positive_definite"]
     assert fit.nobs == ref["n"]
 
@@ -122,3 +124,50 @@ def test_glmer_own_standard_errors_are_further_off() -> None:
     ours = np.max(np.abs(fit.std_errors.to_numpy() / np.asarray(ref["se"]) - 1))
     theirs = np.max(np.abs(np.asarray(ref["lme4_se"]) / np.asarray(ref["se"]) - 1))
     assert ours < theirs
+
+
+def test_likelihood_ratio_test_matches_glmer_anova() -> None:
+    test = lrt(fitted("cbpp_null"), fitted("cbpp"))
+    ref = R["cbpp_lrt"]
+    assert test.df == ref["Df"] == 3
+    # anova() compares glmer's own (unpolished) fits: agreement to their precision
+    assert test.chisq == pytest.approx(ref["Chisq"], rel=1e-6)
+    assert test.p_value == pytest.approx(ref["Pr(>Chisq)"], rel=1e-5)
+    # and exactly the difference of the polished deviances
+    expected = R["cbpp_null"]["deviance"] - R["cbpp"]["deviance"]
+    assert test.chisq == pytest.approx(expected, rel=1e-9)
+
+
+def test_predicted_probabilities_match_r() -> None:
+    """Counterfactual averages (coached = 1 and 0) on both scales and the difference in
+    percentage points; R integrates the population-averaged probabilities with
+    stats::integrate and takes the delta-method SEs from numDeriv's Jacobian."""
+    table = fitted("proficiency").predicted_probabilities("coached")
+    order = [
+        ("conditional", "coached = 1"),
+        ("conditional", "coached = 0"),
+        ("conditional", "difference (percentage points)"),
+        ("population-averaged", "coached = 1"),
+        ("population-averaged", "coached = 0"),
+        ("population-averaged", "difference (percentage points)"),
+    ]
+    ref = R["proficiency_margins"]
+    np.testing.assert_allclose(table.loc[order, "estimate"], ref["estimate"], rtol=1e-6)
+    np.testing.assert_allclose(table.loc[order, "std_error"], ref["se"], rtol=1e-4)
+
+
+def test_profile_interval_of_the_herd_sd() -> None:
+    """The exact crossings of the profiled deviance (R: uniroot on the Laplace
+    deviance minimised over β) and, looser, lme4's confint, which interpolates a
+    spline through a grid of profile points."""
+    table = fitted("cbpp").profile_intervals()
+    ends = table.loc[0, ["ci_low", "ci_high"]].to_numpy(dtype=float)
+    ref = R["cbpp_profile"]
+    np.testing.assert_allclose(ends, ref["exact"], rtol=1e-6)
+    np.testing.assert_allclose(ends, ref["lme4_confint"], rtol=5e-3)
+
+
+def test_profile_skips_correlated_effects() -> None:
+    table = fitted("contraception_slope").profile_intervals()
+    assert table["note"].str.contains("several correlated effects").all()
+    assert table[["ci_low", "ci_high"]].isna().all().all()

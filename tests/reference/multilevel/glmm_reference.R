@@ -146,7 +146,10 @@ reference <- function(fit, nagq) {
   grad <- numDeriv::grad(dd, pars)
   dd(pars)
   cond <- conditional(dd_lme4)
+  full_cov <- matrix(0, length(pars), length(pars))
+  full_cov[free, free] <- vc
   list(
+    full_cov = full_cov,
     terms = names(fixef(fit)),
     theta = unname(pars[seq_along(theta)]),
     beta = unname(pars[-seq_along(theta)]),
@@ -222,6 +225,60 @@ res <- list(
                                 (1 + prior | school_id) + (1 | teacher_id), prof, binomial),
   absences = fit_ref(absences ~ coached + prior + offset(log_days) + (1 | school_id) +
                        (1 | teacher_id), prof, poisson)
+)
+# counterfactual predictions for the proficiency model (coached = 1 and 0 for every
+# row): conditional (random effects 0) and population-averaged (integrated over the
+# school and teacher intercepts with stats::integrate), with delta-method SEs from
+# numDeriv's Jacobian and the covariance of (theta, beta) at the polished optimum
+prof_ref <- res$proficiency
+prof_x <- function(value) {
+  x <- model.matrix(~ coached + prior + leadership, transform(prof, coached = value))
+  x
+}
+margins <- function(pars) {
+  theta <- pars[1:2]
+  beta <- pars[-(1:2)]
+  sd_total <- sqrt(sum(theta^2))
+  out <- c()
+  for (value in c(1, 0)) {
+    eta <- drop(prof_x(value) %*% beta)
+    pa <- sapply(eta, function(e) integrate(function(b) plogis(e + b) * dnorm(b, 0, sd_total),
+                                             -Inf, Inf, rel.tol = 1e-12)$value)
+    out <- c(out, mean(plogis(eta)), mean(pa))
+  }
+  out
+}
+prof_pars <- c(prof_ref$theta, prof_ref$beta)
+centre <- margins(prof_pars)
+jac <- numDeriv::jacobian(margins, prof_pars)
+contrasts <- rbind(c(1, 0, 0, 0), c(0, 0, 1, 0), 100 * c(1, 0, -1, 0),
+                   c(0, 1, 0, 0), c(0, 0, 0, 1), 100 * c(0, 1, 0, -1))
+res$proficiency_margins <- list(
+  estimate = drop(contrasts %*% centre),
+  se = sqrt(diag(contrasts %*% jac %*% prof_ref$full_cov %*% t(jac) %*% t(contrasts)))
+)
+res$cbpp_null <- fit_ref(cbind(incidence, size - incidence) ~ 1 + (1 | herd), cbpp_data, binomial)
+res$cbpp_lrt <- as.list(anova(
+  glmer(cbind(incidence, size - incidence) ~ 1 + (1 | herd), cbpp_data, binomial, control = ctrl),
+  glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp_data, binomial, control = ctrl)
+)[2, c("Chisq", "Df", "Pr(>Chisq)")])
+# profile-likelihood interval of cbpp's herd SD: lme4's confint (a spline through a
+# grid of profile points) and the exact crossings, found by uniroot on the profile
+# (the Laplace deviance minimised by nlminb over the fixed effects, theta held)
+cbpp_fit <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp_data, binomial,
+                  control = ctrl)
+cbpp_dd <- exact_laplace(update(cbpp_fit, devFunOnly = TRUE))
+profiled <- function(theta) {
+  start <- res$cbpp$beta
+  nlminb(start, function(beta) cbpp_dd(c(theta, beta)),
+         control = list(rel.tol = 1e-15, x.tol = 1e-12, eval.max = 5000, iter.max = 2000))$objective
+}
+crit <- qchisq(0.95, 1)
+excess <- function(theta) profiled(theta) - res$cbpp$deviance - crit
+res$cbpp_profile <- list(
+  lme4_confint = unname(confint(cbpp_fit, parm = 1, method = "profile")[1, ]),
+  exact = c(uniroot(excess, c(1e-3, res$cbpp$theta), tol = 1e-12)$root,
+            uniroot(excess, c(res$cbpp$theta, 5), tol = 1e-12)$root)
 )
 res$versions <- list(R = R.version.string, lme4 = as.character(packageVersion("lme4")))
 writeLines(toJSON(res, digits = I(17), auto_unbox = TRUE, pretty = TRUE),
