@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/intake.py
 	$(BIN)/python benchmarks/meta_selection.py
 	$(BIN)/python benchmarks/crossed.py
+	$(BIN)/python benchmarks/glmm.py
 
 clean:
 	rm -rf $(VENV) site results .pytest_cache .mypy_cache .ruff_cache

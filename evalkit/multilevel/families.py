@@ -128,13 +128,26 @@ def _logit_terms(
     """The logit case with one exponential and one log1p per row:
     ``log p(y) = c + yη − m(max(η, 0) + log(1 + e^{−|η|}))``, ``s = y − mp``,
     ``w = m p(1 − p)``."""
-    small = np.exp(-np.abs(eta))
-    loglik = constant + y * eta - trials * (np.maximum(eta, 0.0) + np.log1p(small))
-    inverse = 1.0 / (1.0 + small)
-    p = np.where(eta >= 0, inverse, small * inverse)
-    q = np.where(eta >= 0, small * inverse, inverse)
-    weight = trials * p * q
-    return RowTerms(loglik, y - trials * p, weight, weight * (q - p))
+    small = np.abs(eta)
+    np.negative(small, out=small)
+    np.exp(small, out=small)  # e^{−|η|}
+    loglik = np.log1p(small)
+    loglik += np.maximum(eta, 0.0)
+    loglik *= -trials
+    loglik += y * eta
+    loglik += constant
+    p = 1.0 + small
+    np.reciprocal(p, out=p)  # 1/(1 + e^{−|η|})
+    q = small * p  # e^{−|η|}/(1 + e^{−|η|})
+    negative = eta < 0
+    p[negative], q[negative] = q[negative], p[negative]
+    weight = trials * p
+    weight *= q
+    q -= p
+    q *= weight  # ∂w/∂η = w(1 − 2p)
+    p *= -trials
+    p += y  # score y − mp
+    return RowTerms(loglik, p, weight, q)
 
 
 def _log_choose(trials: np.ndarray, y: np.ndarray) -> np.ndarray:

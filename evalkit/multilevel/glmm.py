@@ -299,10 +299,18 @@ def specify_glmm(
     check_confounded(frame, rows.levels, xtx)
     y = frame.y.copy()
     n_trials = _trials(rows.complete, trials, y.size)
+    # own copies of X (and of Z when it is not all ones), so that the n × (q + p + 1)
+    # design the frame views can be freed; intercept-only levels get a read-only
+    # broadcast column of ones (no memory)
+    x_rows = np.ascontiguousarray(frame.x)
+    z_rows = tuple(
+        np.broadcast_to(1.0, (y.size, 1)) if level.columns == ("1",) else np.ascontiguousarray(z)
+        for level, z in zip(levels, frame.z, strict=True)
+    )
     _check_outcome(family, rows.parsed.response, y, n_trials, trials, index)
     shift = _offset(rows.complete, exposure, offset, index)
-    glmm_rows = GLMMRows.build(frame.x, y, n_trials, shift, frame.z, frame.codes)
-    del design
+    glmm_rows = GLMMRows.build(x_rows, y, n_trials, shift, z_rows, frame.codes)
+    del design, x_rows
     labels = tuple(
         group_labels(rows.complete, level.grouping, codes)
         for level, codes in zip(levels, frame.codes, strict=True)
@@ -349,7 +357,7 @@ def _check_outcome_type(formula: str, data: pd.DataFrame) -> None:
 
 def _trials(complete: pd.DataFrame, trials: str | None, n: int) -> np.ndarray:
     if trials is None:
-        return np.ones(n)
+        return np.broadcast_to(1.0, (n,))
     column = complete[trials]
     if not pd.api.types.is_numeric_dtype(column):
         raise EvalkitInputError(f"the trials column {trials!r} must hold numbers.")
@@ -401,7 +409,7 @@ def _offset(
     complete: pd.DataFrame, exposure: str | None, offset: str | None, index: pd.Index
 ) -> np.ndarray:
     if exposure is None and offset is None:
-        return np.zeros(len(complete))
+        return np.broadcast_to(0.0, (len(complete),))
     name = exposure if exposure is not None else offset
     assert name is not None
     column = complete[name]

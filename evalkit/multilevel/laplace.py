@@ -88,7 +88,7 @@ class GLMMRows:
             change[0] = True
             for upper in sorted_codes[level:]:
                 change[1:] |= upper[1:] != upper[:-1]
-            groups.append(np.cumsum(change) - 1)
+            groups.append((np.cumsum(change) - 1).astype(np.int32))
         bounds = np.flatnonzero(np.r_[True, np.diff(groups[0]) != 0])
         parents, starts = [], []
         for level in range(len(codes) - 1):
@@ -105,6 +105,8 @@ class GLMMRows:
         else:
 
             def take(values: np.ndarray) -> np.ndarray:
+                if values.ndim and values.strides[0] == 0:  # a broadcast constant
+                    return values
                 return np.ascontiguousarray(values[order])
 
         return cls(
@@ -226,8 +228,10 @@ class LaplaceEngine:
         steps = 0
         converged = False
         logdet = np.nan
+        loglik = float(terms.loglik.sum())
         while steps < MAX_STEPS:
             elim = self.eliminate(factors, terms.weight, terms.score, u)
+            del terms  # the row terms at u are not needed again: free them for the trial's
             logdet = elim.logdet
             delta = _back_substitute(elim, factors, rows.parent)
             size = max(float(np.max(np.abs(d))) if d.size else 0.0 for d in delta)
@@ -240,18 +244,20 @@ class LaplaceEngine:
                 trial = [ul + step * d for ul, d in zip(u, delta, strict=True)]
                 trial_eta = self.linear_predictor(factors, beta, trial)
                 trial_terms = self.row_terms(trial_eta)
-                value = -2.0 * float(trial_terms.loglik.sum()) + _norm2(trial)
+                trial_loglik = float(trial_terms.loglik.sum())
+                value = -2.0 * trial_loglik + _norm2(trial)
                 # near the mode a Newton step changes φ by less than its rounding
                 # (a sum over all rows): accept it then rather than halve on noise
                 if value <= objective + ROUNDING * max(1.0, abs(objective)) or step < 1e-8:
                     break
+                del trial_terms, trial_eta
                 step /= 2.0
             if step < 1e-8:
+                del trial_terms, trial_eta
                 break
-            u, eta, terms, objective = trial, trial_eta, trial_terms, value
+            u, eta, terms, objective, loglik = trial, trial_eta, trial_terms, value, trial_loglik
         self.steps += steps
         self._start = [ul.copy() for ul in u]
-        loglik = float(terms.loglik.sum())
         return Mode(objective + logdet, tuple(u), eta, loglik, logdet, steps, converged)
 
     def row_terms(self, eta: np.ndarray) -> RowTerms:
