@@ -31,6 +31,7 @@ from evalkit.core import (
 )
 from evalkit.multilevel.engine import ThetaLayout
 from evalkit.multilevel.families import LINKS, Family, FamilyName, LinkName
+from evalkit.multilevel.frame import ModelFrame
 from evalkit.multilevel.glmm_margins import cox_index, predicted_probabilities
 from evalkit.multilevel.glmm_optimise import (
     Differences,
@@ -47,7 +48,6 @@ from evalkit.multilevel.spec import (
     check_confounded,
     check_finite,
     check_rank,
-    model_frame,
     model_rows,
 )
 from evalkit.multilevel.stats import group_labels
@@ -288,29 +288,18 @@ def specify_glmm(
             f"nagq={nagq} (adaptive quadrature) needs one grouping factor with a random "
             "intercept only, as glmer; use nagq=1 (Laplace) for this model."
         )
-    frame, design, design_spec = model_frame(
-        read_formula(rows.parsed.fixed), rows.complete, levels, list(rows.codes)
-    )
+    frame, design_spec = _glmm_frame(rows.parsed.fixed, rows.complete, levels, rows.codes)
     terms = tuple(str(c) for c in design_spec.column_names)
     index = rows.complete.index
     check_finite(frame, list(terms), rows.parsed.response, index)
     xtx = frame.x.T @ frame.x
     check_rank(xtx, terms)
     check_confounded(frame, rows.levels, xtx)
-    y = frame.y.copy()
+    y = frame.y
     n_trials = _trials(rows.complete, trials, y.size)
-    # own copies of X (and of Z when it is not all ones), so that the n × (q + p + 1)
-    # design the frame views can be freed; intercept-only levels get a read-only
-    # broadcast column of ones (no memory)
-    x_rows = np.ascontiguousarray(frame.x)
-    z_rows = tuple(
-        np.broadcast_to(1.0, (y.size, 1)) if level.columns == ("1",) else np.ascontiguousarray(z)
-        for level, z in zip(levels, frame.z, strict=True)
-    )
     _check_outcome(family, rows.parsed.response, y, n_trials, trials, index)
     shift = _offset(rows.complete, exposure, offset, index)
-    glmm_rows = GLMMRows.build(x_rows, y, n_trials, shift, z_rows, frame.codes)
-    del design, x_rows
+    glmm_rows = GLMMRows.build(frame.x, y, n_trials, shift, frame.z, frame.codes)
     labels = tuple(
         group_labels(rows.complete, level.grouping, codes)
         for level, codes in zip(levels, frame.codes, strict=True)
@@ -338,6 +327,38 @@ def specify_glmm(
             "exposure": exposure, "offset": offset, "missing": missing,
         },
     )  # fmt: skip
+
+
+def _glmm_frame(
+    fixed: str, complete: pd.DataFrame, levels: list[Level], codes: tuple[np.ndarray, ...]
+) -> tuple[ModelFrame, Any]:
+    """The rows' fixed design (formulaic's own array, not copied into a wider one), the
+    outcome, and the random-effect columns — a read-only broadcast column of ones for
+    a random intercept alone (no memory)."""
+    model_y, model_x = read_formula(fixed).get_model_matrix(complete, output="numpy")
+    spec = model_x.model_spec
+    n = len(complete)
+    z = []
+    for level in levels:
+        if level.columns == ("1",):
+            z.append(np.broadcast_to(1.0, (n, 1)))
+            continue
+        columns = []
+        for name in level.columns:
+            if name == "1":
+                columns.append(np.ones(n))
+            elif not pd.api.types.is_numeric_dtype(complete[name]):
+                raise EvalkitInputError(f"random slope column {name!r} must be numeric.")
+            else:
+                columns.append(complete[name].to_numpy(dtype=np.float64))
+        z.append(np.column_stack(columns))
+    frame = ModelFrame(
+        x=np.ascontiguousarray(np.asarray(model_x, dtype=np.float64)),
+        y=np.asarray(model_y, dtype=np.float64).ravel().copy(),
+        z=tuple(z),
+        codes=tuple(codes),
+    )
+    return frame, spec
 
 
 def _check_outcome_type(formula: str, data: pd.DataFrame) -> None:

@@ -210,6 +210,24 @@ class LaplaceEngine:
                 eta += np.einsum("ij,ij->i", z, b[group])
         return eta
 
+    def random_part(
+        self, factors: list[np.ndarray], u: list[np.ndarray] | tuple[np.ndarray, ...]
+    ) -> np.ndarray:
+        """``Σ_l Z_l T_l u_l`` per row (sorted order), without the fixed part."""
+        rows = self.rows
+        out = np.zeros(rows.y.size)
+        for z, t, ul, group, ones in zip(
+            rows.z, factors, u, rows.group, self._intercept_only, strict=True
+        ):
+            b = ul @ t.T
+            if ones:
+                out += b[group, 0]
+            elif z.shape[1] == 1:
+                out += z[:, 0] * b[group, 0]
+            else:
+                out += np.einsum("ij,ij->i", z, b[group])
+        return out
+
     def mode(self, theta: np.ndarray, beta: np.ndarray) -> Mode:
         """PIRLS to the conditional mode, and the Laplace deviance there."""
         self.evaluations += 1

@@ -38,35 +38,40 @@ def value_and_gradient(
     elim = engine.eliminate(factors, terms.weight, terms.score, u)
     _, chain = selected_inverse(elim, factors, rows.parent)
     lowest = rows.group[0]
+    weight, score = terms.weight, terms.score
+    assert terms.weight_slope is not None
     if engine.intercepts_only:
         # aᵢ = (t_0, t_1, …) for every row: H⁻¹aᵢ and hᵢ are per lowest group
         a = np.array([float(t[0, 0]) for t in factors])
-        per_group = chain @ a
-        inverse_a = per_group[lowest]
-        leverage = (per_group @ a)[lowest]
+        per_group = chain @ a  # (G_0, Q)
+        r = terms.weight_slope * (per_group @ a)[lowest]
+        group_weight = np.add.reduceat(weight, rows.bounds)
+        rhs = np.repeat(np.add.reduceat(r, rows.bounds), engine.width).reshape(-1, engine.width)
     else:
         design = np.hstack([z @ t for z, t in zip(rows.z, factors, strict=True)])  # rows aᵢᵀ
         inverse_a = np.einsum("iqr,ir->iq", chain[lowest], design)  # H⁻¹aᵢ on the chain
-        leverage = np.einsum("iq,iq->i", design, inverse_a)
-    assert terms.weight_slope is not None
-    r = terms.weight_slope * leverage
-    if engine.intercepts_only:
-        rhs = np.repeat(np.add.reduceat(r, rows.bounds), engine.width).reshape(-1, engine.width)
-    else:
+        r = terms.weight_slope * np.einsum("iq,iq->i", design, inverse_a)
         rhs = np.add.reduceat(r[:, None] * engine.columns, rows.bounds, axis=0)
     v = solve(elim, factors, rows, rhs)
-    av = engine.linear_predictor(factors, np.zeros_like(beta), v) - rows.offset
-    weight, score = terms.weight, terms.score
-    common = -2.0 * score + r - weight * av
+    common = engine.random_part(factors, v)  # A v
+    common *= weight
+    np.subtract(r, common, out=common)
+    del r
+    common -= 2.0 * score  # −2s + r − W A v
     grad_beta = rows.x.T @ common
     grad_theta = np.empty(theta.size)
     starts = np.cumsum([0] + [t.shape[0] for t in factors])
     for k, (level, row, col) in enumerate(engine.layout.entries):
         group = rows.group[level]
         if engine.intercepts_only:
-            e = u[level][group, col]
-            e_v = v[level][group, col]
-            trace = 2.0 * float(weight @ inverse_a[:, starts[level] + col])
+            # Σᵢ cᵢ u_g(i) = Σ_g u_g Σ_{i∈g} cᵢ: per-group sums, no row-length gathers
+            size = u[level].shape[0]
+            grad_theta[k] = (
+                float(np.bincount(group, weights=common, minlength=size) @ u[level][:, col])
+                + float(np.bincount(group, weights=score, minlength=size) @ v[level][:, col])
+                + 2.0 * float(group_weight @ per_group[:, starts[level] + col])
+            )
+            continue
         else:
             z = rows.z[level][:, row]
             e = z * u[level][group, col]
