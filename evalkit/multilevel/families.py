@@ -155,19 +155,3 @@ def _log_choose(trials: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (
         special.gammaln(trials + 1.0) - special.gammaln(y + 1.0) - special.gammaln(trials - y + 1.0)
     )
-
-
-def saturated_loglik(family: Family, y: np.ndarray, trials: np.ndarray) -> float:
-    """The saturated model's log-likelihood (each row its own mean), for deviances."""
-    if family.name == "poisson":
-        positive = y > 0
-        return float(
-            np.sum(y[positive] * np.log(y[positive]) - y[positive])
-            - np.sum(special.gammaln(y + 1.0))
-        )
-    share = y / trials
-    inner = (share > 0) & (share < 1)
-    return float(
-        np.sum(_log_choose(trials, y))
-        + np.sum(y[inner] * np.log(share[inner]) + (trials - y)[inner] * np.log1p(-share[inner]))
-    )

@@ -580,6 +580,12 @@ def _build_results(
         warnings.append(
             "singular fit: a random-effect variance (or correlation) is on its boundary"
         )
+    if not engine.mode(theta, beta).converged:
+        facts["converged"] = False
+        warnings.append(
+            "the conditional modes (PIRLS) did not converge at the optimum; the Laplace "
+            "deviance there is approximate"
+        )
     if not optimum.converged:
         warnings.append(
             f"the optimiser did not reach a verified optimum (gradient {optimum.gradient_norm:.2g}"

@@ -183,11 +183,6 @@ class LaplaceEngine:
         self._start = [np.zeros((n, q)) for n, q in zip(rows.n_groups, self.q, strict=True)]
         self._constant = family.constant(rows.y, rows.trials)
         self.evaluations = 0
-        self.steps = 0
-
-    def reset(self) -> None:
-        """Forget the warm start (the next evaluation starts from u = 0)."""
-        self._start = [np.zeros_like(u) for u in self._start]
 
     def linear_predictor(
         self,
@@ -274,7 +269,6 @@ class LaplaceEngine:
                 del trial_terms, trial_eta
                 break
             u, eta, terms, objective, loglik = trial, trial_eta, trial_terms, value, trial_loglik
-        self.steps += steps
         self._start = [ul.copy() for ul in u]
         return Mode(objective + logdet, tuple(u), eta, loglik, logdet, steps, converged)
 

@@ -191,3 +191,14 @@ def test_bundled_cbpp_example() -> None:
     fit = glmm("incidence ~ period + (1 | herd)", herds, trials="size")
     # lme4 1.1-31: logLik −92.02628 (Bates et al. 2015, cbpp example)
     assert fit.facts["logLik"] == pytest.approx(-92.02628, abs=1e-5)
+
+
+def test_a_teacher_who_moved_is_named(students: pd.DataFrame) -> None:
+    """A teacher ID under two schools makes (1 | school) + (1 | teacher) crossed: a
+    clear refusal, and with the nesting written out the inconsistent ID is named."""
+    moved = students.copy()
+    moved.loc[moved.index[:6], "teacher"] = "S1-T0"  # six of S0-T0's students under S1's ID
+    with pytest.raises(EvalkitInputError, match="cross; glmm\\(\\) fits nested designs"):
+        glmm(FORMULA, moved)
+    with pytest.raises(EvalkitInputError, match="S1-T0"):
+        glmm("proficient ~ coached + (1 | school/teacher)", moved)
