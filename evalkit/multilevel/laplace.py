@@ -192,25 +192,19 @@ class LaplaceEngine:
     ) -> np.ndarray:
         """``η = offset + Xβ + Σ_l Z_l T_l u_l`` per row (sorted order)."""
         rows = self.rows
-        eta = rows.offset + rows.x @ beta
-        for z, t, ul, group, ones in zip(
-            rows.z, factors, u, rows.group, self._intercept_only, strict=True
-        ):
-            b = ul @ t.T
-            if ones:
-                eta += b[group, 0]
-            elif z.shape[1] == 1:
-                eta += z[:, 0] * b[group, 0]
-            else:
-                eta += np.einsum("ij,ij->i", z, b[group])
-        return eta
+        return self.random_part(factors, u, start=rows.offset + rows.x @ beta)
 
     def random_part(
-        self, factors: list[np.ndarray], u: list[np.ndarray] | tuple[np.ndarray, ...]
+        self,
+        factors: list[np.ndarray],
+        u: list[np.ndarray] | tuple[np.ndarray, ...],
+        *,
+        start: np.ndarray | None = None,
     ) -> np.ndarray:
-        """``Σ_l Z_l T_l u_l`` per row (sorted order), without the fixed part."""
+        """``Σ_l Z_l T_l u_l`` per row (sorted order), added to ``start`` (a new array
+        the caller hands over) or to zeros."""
         rows = self.rows
-        out = np.zeros(rows.y.size)
+        out = np.zeros(rows.y.size) if start is None else start
         for z, t, ul, group, ones in zip(
             rows.z, factors, u, rows.group, self._intercept_only, strict=True
         ):
