@@ -63,10 +63,15 @@ class BinaryPowerAnalysis:
 
 
 def _check(
-    design: str, base_rate: float, n: int, clusters: int, tau2: float, tau3: float, p: float,
-    alpha: float,
-) -> None:  # fmt: skip
+    design: str, base_rate: float, n: int, J: int, K: int | None, tau2: float, tau3: float,
+    p: float, alpha: float,
+) -> tuple[int, int]:  # fmt: skip
+    """Check the inputs; return K (0 for two levels) and the number of randomised clusters."""
     check_option("design", design, BinaryDesign)
+    if design == "cra3" and K is None:
+        raise EvalkitInputError("design='cra3' needs K (schools).")
+    k = K if K is not None else 0
+    clusters = J if design == "cra2" else k
     if not 0 < base_rate < 1:
         raise EvalkitInputError(f"base_rate must lie in (0, 1), got {base_rate!r}.")
     if not 0 < p < 1:
@@ -81,6 +86,7 @@ def _check(
         raise EvalkitInputError(
             f"{'J' if design == 'cra2' else 'K'} = {clusters}: at least 3 randomised clusters are needed."
         )
+    return k, clusters
 
 
 def _std_error(
@@ -139,11 +145,7 @@ def mdes_binary(
     >>> round(result.log_odds_ratio, 3), round(result.treated_rate, 3)
     (0.647, 0.56)
     """
-    k = K if K is not None else 0
-    clusters = J if design == "cra2" else k
-    if design == "cra3" and K is None:
-        raise EvalkitInputError("design='cra3' needs K (schools).")
-    _check(design, base_rate, n, clusters, tau2, tau3, p, alpha)
+    k, clusters = _check(design, base_rate, n, J, K, tau2, tau3, p, alpha)
     df = float(clusters - 2)
     multiplier = _multiplier(df, alpha, power, two_tailed)
 
@@ -179,11 +181,7 @@ def power_binary(
     two_tailed: bool = True,
 ) -> BinaryPowerAnalysis:
     """Power to detect a log odds ratio (non-central t with the clusters' df)."""
-    k = K if K is not None else 0
-    clusters = J if design == "cra2" else k
-    if design == "cra3" and K is None:
-        raise EvalkitInputError("design='cra3' needs K (schools).")
-    _check(design, base_rate, n, clusters, tau2, tau3, p, alpha)
+    k, clusters = _check(design, base_rate, n, J, K, tau2, tau3, p, alpha)
     if not log_odds_ratio > 0:
         raise EvalkitInputError(f"log_odds_ratio must be positive, got {log_odds_ratio!r}.")
     df = float(clusters - 2)
