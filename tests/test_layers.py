@@ -29,6 +29,7 @@ LAYERS = {
     "multilevel": 1,
     "bayes": 1,
     "power": 1,
+    "mediation": 1,
     "tables": 2,
     "plots": 2,
     "coaching": 3,

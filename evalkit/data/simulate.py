@@ -40,6 +40,11 @@ class DistrictTruth:
     for comparison students); instruction parameters are in SD units of the
     teacher-level distribution of observation scores (``instruction_sd`` rubric
     points). ``moderation_*`` are the coefficients of coached × condition.
+    ``effect_achievement`` is the direct effect; ``instruction_achievement`` is the
+    change in achievement per teacher-level SD of true instruction, so the effect
+    through instruction is ``indirect_effect`` (in rubric points the a path is
+    ``instruction_sd × effect_instruction`` and the b path
+    ``instruction_achievement / instruction_sd``).
     """
 
     effect_achievement: float
@@ -54,6 +59,18 @@ class DistrictTruth:
     instruction_sd: float
     takeup: float
     assignment: str
+    instruction_achievement: float = 0.0
+
+    @property
+    def indirect_effect(self) -> float:
+        """Coaching's effect on achievement through instruction at average school
+        conditions (student SD units): ``effect_instruction × instruction_achievement``."""
+        return self.effect_instruction * self.instruction_achievement
+
+    @property
+    def total_effect(self) -> float:
+        """Direct plus indirect effect on achievement at average school conditions."""
+        return self.effect_achievement + self.indirect_effect
 
 
 @dataclass(frozen=True)
@@ -138,6 +155,7 @@ def simulate_district(
     icc_school: float = 0.10,
     icc_teacher: float = 0.08,
     instruction_sd: float = 0.5,
+    instruction_achievement: float = 0.0,
     takeup: float = 1.0,
     size_variation: float = 0.0,
     seed: int | None = None,
@@ -171,6 +189,12 @@ def simulate_district(
         levels; their sum must be below 1.
     instruction_sd
         Teacher-level SD of observation scores, in rubric points.
+    instruction_achievement
+        Change in achievement (student SD) per teacher-level SD of true instruction
+        (0: instruction does not affect achievement). With it, ``effect_achievement``
+        is the direct effect and ``truth.indirect_effect`` the effect through
+        instruction; the true instruction a teacher would show anyway also adds
+        ``instruction_achievement²`` of teacher- and school-level achievement variance.
     takeup
         Probability that an assigned teacher receives any coaching; effects apply
         to teachers who receive it.
@@ -211,6 +235,7 @@ def simulate_district(
         effect_instruction=effect_instruction,
         prior_coefficient=prior_coefficient,
         instruction_sd=instruction_sd,
+        instruction_achievement=instruction_achievement,
         size_variation=size_variation,
         **{f"moderation_achievement[{k}]": v for k, v in (moderation_achievement or {}).items()},
         **{f"moderation_instruction[{k}]": v for k, v in (moderation_instruction or {}).items()},
@@ -251,6 +276,7 @@ def simulate_district(
         instruction_sd=instruction_sd,
         takeup=takeup,
         assignment=assignment,
+        instruction_achievement=instruction_achievement,
     )
     schools = _schools(gen, n_schools)
     teachers = _teachers(gen, schools, teachers_per_school, assignment, share_coached, takeup)
@@ -261,8 +287,12 @@ def simulate_district(
         teachers["teacher_id"], fill_value=0
     ).to_numpy()
     teachers["coaching_hours"] = hours.reindex(teachers["teacher_id"], fill_value=0.0).to_numpy()
-    observations = _observations(gen, schools, teachers, observations_per_teacher, truth)
-    students = _students(gen, schools, teachers, students_per_teacher, size_variation, truth)
+    observations, instruction = _observations(
+        gen, schools, teachers, observations_per_teacher, truth
+    )
+    students = _students(
+        gen, schools, teachers, students_per_teacher, size_variation, truth, instruction
+    )
     survey = _survey(gen, schools, teachers)
     return District(
         schools=schools,
@@ -402,7 +432,8 @@ def _observations(
     teachers: pd.DataFrame,
     per_teacher: int,
     truth: DistrictTruth,
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Observation scores, and each teacher's true instruction (teacher-level SD units)."""
     n_teachers = len(teachers)
     conditions = _school_values(schools, teachers["school_id"].to_numpy())
     school_part = gen.normal(0.0, 0.4, size=len(schools))[
@@ -426,7 +457,7 @@ def _observations(
         + rater_bias[rater]
         + gen.normal(0.0, 0.35, size=teacher_rows.size)
     )
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "teacher_id": teachers["teacher_id"].to_numpy()[teacher_rows],
             "occasion": occasion,
@@ -434,6 +465,7 @@ def _observations(
             "score": np.clip(score, *RUBRIC_RANGE),
         }
     )
+    return frame, latent
 
 
 def _students(
@@ -443,6 +475,7 @@ def _students(
     per_teacher: int,
     size_variation: float,
     truth: DistrictTruth,
+    instruction: np.ndarray,
 ) -> pd.DataFrame:
     n_teachers = len(teachers)
     if size_variation > 0:
@@ -474,6 +507,8 @@ def _students(
         + received * effect
         + gen.normal(0.0, np.sqrt(truth.residual_variance), size=n)
     )
+    if truth.instruction_achievement != 0.0:  # the b path; 0 leaves the draws untouched
+        achievement = achievement + truth.instruction_achievement * instruction[teacher_rows]
     grade = 3 + (teacher_rows % 6)
     frame = pd.DataFrame(
         {
