@@ -18,6 +18,7 @@ from evalkit.coaching.evaluation import (
     write_report,
 )
 from evalkit.coaching.intake import LIKERT_SCALES, REQUIRED, DistrictData
+from evalkit.coaching.mediation_step import MediationStep, mediation_step, mediation_table
 from evalkit.coaching.models import (
     ModelSequence,
     achievement_models,
@@ -48,6 +49,7 @@ __all__ = [
     "DistrictSynthesis",
     "Evaluation",
     "JohnsonNeyman",
+    "MediationStep",
     "ModelSequence",
     "Synthesis",
     "achievement_models",
@@ -60,6 +62,8 @@ __all__ = [
     "four_level",
     "instruction_models",
     "johnson_neyman",
+    "mediation_step",
+    "mediation_table",
     "moderation_plot",
     "moderation_table",
     "moderator_table",

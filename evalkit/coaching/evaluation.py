@@ -14,6 +14,7 @@ import pandas as pd
 
 from evalkit.coaching.dosage import coaching_dosage
 from evalkit.coaching.intake import DistrictData, TeacherMoves
+from evalkit.coaching.mediation_step import MediationStep, mediation_step
 from evalkit.coaching.models import (
     Centring,
     ModelSequence,
@@ -39,6 +40,7 @@ class Evaluation:
     tables: dict[str, Table]
     timings: dict[str, float]
     files: list[Path] = field(default_factory=list)
+    mediation: MediationStep | None = None
 
 
 def _timed(timings: dict[str, float], step: str, work: Callable[[], Any]) -> Any:
@@ -57,6 +59,7 @@ def evaluate_district(
     covariates: Sequence[str] = (),
     centring: Centring = "none",
     teacher_moves: TeacherMoves = "error",
+    mediation: bool = False,
 ) -> Evaluation:
     """Run the evaluation on a district's tables: a :class:`DistrictData` built from the
     district's exports (or a simulated :class:`~evalkit.data.District`, taken through
@@ -151,6 +154,16 @@ def evaluate_district(
         "tables",
         lambda: _tables(conditions, teachers, students, instruction, achievement, names[0]),
     )
+    step = None
+    if mediation:
+        step = _timed(
+            timings,
+            "mediation",
+            lambda: mediation_step(
+                students, data.observations, instruction, conditions=names, covariates=covariates
+            ),
+        )
+        tables["mediation"] = step.table
     tables["data"] = data_report(data, report)
     if data.conversions:
         effects = tables["effect_sizes"]
@@ -159,7 +172,7 @@ def evaluate_district(
             f"{len(data.conversions)} conversions of IDs, codes, dates or answers)."
         )
         tables["effect_sizes"] = replace(effects, notes=(*effects.notes, note))
-    return Evaluation(conditions, dosage, instruction, achievement, tables, timings)
+    return Evaluation(conditions, dosage, instruction, achievement, tables, timings, mediation=step)
 
 
 def _from_simulation(district: District) -> DistrictData:
@@ -304,6 +317,9 @@ def write_report(
         )
         figure = moderation_plot(sequence.models["Moderation"], sequence.treatment, moderator)
         files.append(save_figure(figure, folder / f"moderation_{label}.png"))
+    if evaluation.mediation is not None:
+        figure = evaluation.mediation.observed.plot_sensitivity()
+        files.append(save_figure(figure, folder / "mediation_sensitivity.png"))
     null = evaluation.achievement.models["Null"]
     if isinstance(null, LMMResults):
         figure = caterpillar_plot(null, "school_id")

@@ -276,6 +276,7 @@ def _fit_equations(
 def _point(
     a_fit: ModelResults, b_fit: ModelResults, terms: PathTerms
 ) -> tuple[pd.Series, pd.DataFrame, pd.Series]:
+    """Path estimates by role, their (block-diagonal) covariance and df."""
     roles_a = {"a": terms.a, "a_moderated": terms.a_moderated}
     roles_b = {
         "b": terms.b,
@@ -283,17 +284,28 @@ def _point(
         "b_moderated": terms.b_moderated,
         "direct": terms.direct,
     }
-    roles = [r for r, t in roles_a.items() if t] + [r for r, t in roles_b.items() if t]
-    point = pd.Series(0.0, index=roles)
-    cov = pd.DataFrame(0.0, index=roles, columns=roles)
-    df = pd.Series(np.inf, index=roles)
+    roles: list[str] = []
+    values: list[np.ndarray] = []
+    blocks: list[np.ndarray] = []
+    dfs: list[np.ndarray] = []
     for fit, mapping in ((a_fit, roles_a), (b_fit, roles_b)):
         kept = {r: t for r, t in mapping.items() if t}
-        names = list(kept.values())
-        point[list(kept)] = fit.params[names].to_numpy()
-        cov.loc[list(kept), list(kept)] = fit.cov.loc[names, names].to_numpy()
-        df[list(kept)] = fit.df[names].to_numpy()
-    return point, cov, df
+        where = fit.params.index.get_indexer(pd.Index(list(kept.values())))
+        roles += list(kept)
+        values.append(fit.params.to_numpy()[where])
+        blocks.append(fit.cov.to_numpy()[np.ix_(where, where)])
+        dfs.append(fit.df.to_numpy()[where])
+    cov = np.zeros((len(roles), len(roles)))
+    start = 0
+    for block in blocks:
+        stop = start + block.shape[0]
+        cov[start:stop, start:stop] = block
+        start = stop
+    return (
+        pd.Series(np.concatenate(values), index=roles),
+        pd.DataFrame(cov, index=roles, columns=roles),
+        pd.Series(np.concatenate(dfs), index=roles),
+    )
 
 
 def _results(

@@ -33,8 +33,12 @@ def teachers_221(seed: int = 20261204) -> pd.DataFrame:
         for _ in range(int(rng.integers(6, 25))):
             prior = rng.normal(0, 1)
             achievement = (
-                0.08 * coached + 0.35 * (instruction - 3.2) + 0.05 * experience
-                + 0.55 * prior + teacher_effect + rng.normal(0, 0.75)
+                0.08 * coached
+                + 0.35 * (instruction - 3.2)
+                + 0.05 * experience
+                + 0.55 * prior
+                + teacher_effect
+                + rng.normal(0, 0.75)
             )
             rows.append((f"T{t:03d}", coached, experience, instruction, prior, achievement))
     return pd.DataFrame(
@@ -55,8 +59,11 @@ def students_211(seed: int = 20261205) -> pd.DataFrame:
         for _ in range(int(rng.integers(10, 26))):
             engagement = teacher_engagement + rng.normal(0, 1.0)
             achievement = (
-                0.1 * coached + 0.45 * teacher_engagement
-                + 0.2 * (engagement - teacher_engagement) + teacher_effect + rng.normal(0, 0.8)
+                0.1 * coached
+                + 0.45 * teacher_engagement
+                + 0.2 * (engagement - teacher_engagement)
+                + teacher_effect
+                + rng.normal(0, 0.8)
             )
             rows.append((f"T{t:02d}", coached, engagement, achievement))
     return pd.DataFrame(rows, columns=["teacher_id", "coached", "engagement", "achievement"])
