@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/meta_selection.py
 	$(BIN)/python benchmarks/crossed.py
 	$(BIN)/python benchmarks/glmm.py
+	$(BIN)/python benchmarks/mediation.py
 
 clean:
 	rm -rf $(VENV) site results .pytest_cache .mypy_cache .ruff_cache

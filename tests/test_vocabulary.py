@@ -148,6 +148,23 @@ def test_every_family_speaks_one_vocabulary(district: pd.DataFrame, studies: pd.
     assert {"var_study", "var_es_id"} <= set(fits["multilevel meta"].glance().columns)
 
 
+def test_mediation_speaks_the_vocabulary(district: pd.DataFrame) -> None:
+    from evalkit.mediation import mediation
+
+    scores = district.groupby("teacher_id")["prior"].transform("mean")  # a teacher-level stand-in
+    fit = mediation(
+        district.assign(instruction=scores),
+        treatment="coached",
+        mediator="instruction",
+        outcome="achievement",
+        clusters=("school_id", "teacher_id"),
+        seed=1,
+    )
+    _check_contract("mediation", fit)  # type: ignore[arg-type]
+    assert fit.variance_components is None
+    assert fit.outcome_fit.variance_components is not None
+
+
 def test_side_results_use_the_same_names(district: pd.DataFrame, studies: pd.DataFrame) -> None:
     g = es.hedges_g(6, 5, 1, 1, 3, 3)
     assert {"estimate", "std_error", "ci_low", "ci_high", "p_value"} <= set(g.to_frame().columns)

@@ -349,6 +349,12 @@ def _results(
         "n_draws": int(draws.shape[0]),
         "bootstrap_replicates": 0 if replicates is None else int(replicates.shape[0]),
         "mediator_reliability": reliability,
+        "mediator_measurement": (
+            "observed mediator, no measurement-error correction"
+            if correction is None
+            else "b and direct effect corrected for the mediator's reliability "
+            "(errors-in-variables attenuation, factor treated as known)"
+        ),
         "attenuation": None if correction is None else correction.factor,
         "sd_outcome": sd_outcome,
         "sd_mediator": sd_mediator,

@@ -179,6 +179,11 @@ class MediationResults:
         return self.tidy(level, interval).set_index("term")[["ci_low", "ci_high"]]
 
     @property
+    def variance_components(self) -> None:
+        """None: the two equations carry their own (``mediator_fit``, ``outcome_fit``)."""
+        return None
+
+    @property
     def indirect_effect(self) -> float:
         """The indirect effect a·b (at the moderator's mean when moderated)."""
         return float(self.point["a"] * self.point["b"])
@@ -310,6 +315,7 @@ class MediationResults:
             f"Indirect and total effects: delta-method SEs, {self.draws.shape[0]}-draw Monte "
             "Carlo percentile intervals (Preacher & Selig 2012)."
         )
+        lines.append(f"Mediator: {self.facts['mediator_measurement']}.")
         for key in ("attenuation", "rho_at_zero", "proportion_mediated"):
             if key in self.facts and self.facts[key] is not None:
                 lines.append(f"{key}: {self.facts[key]:.4g}")
