@@ -100,9 +100,9 @@ def first_call(path: Path) -> float:
 def statsmodels_fit(data: pd.DataFrame) -> float:
     teachers = data.drop_duplicates("teacher_id")
     a = smf.ols("instruction ~ coached", teachers).fit()
-    b = smf.mixedlm(
-        "achievement ~ coached + instruction + prior", data, groups="teacher_id"
-    ).fit(reml=True)
+    b = smf.mixedlm("achievement ~ coached + instruction + prior", data, groups="teacher_id").fit(
+        reml=True
+    )
     rng = np.random.default_rng(1)
     draws = rng.normal(a.params["coached"], a.bse["coached"], 20000) * rng.normal(
         b.params["instruction"], b.bse["instruction"], 20000

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings as pywarnings
 from collections.abc import Sequence
+from typing import Literal, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -27,6 +29,7 @@ from evalkit.mediation._design import (
     units_mask,
 )
 from evalkit.mediation._draws import PathTerms, draw_paths
+from evalkit.mediation._information import observed_covariance
 from evalkit.mediation._ols import ols
 from evalkit.mediation._reliability import Correction, attenuation
 from evalkit.mediation._results import MediationResults
@@ -34,6 +37,13 @@ from evalkit.mediation._sensitivity import sensitivity_scales
 from evalkit.multilevel import DfMethod, EstimationMethod, LMMResults, lmm
 
 DEFAULT_DRAWS = 20_000
+FitT = TypeVar("FitT", bound=ModelResults)
+Information = Literal["expected", "observed"]
+
+
+def replace_cov(fit: FitT, cov: pd.DataFrame) -> FitT:
+    """The same fit with another fixed-effect covariance."""
+    return dataclasses.replace(fit, cov=cov)
 
 
 def mediation(
@@ -54,6 +64,7 @@ def mediation(
     seed: int | None = None,
     rng: np.random.Generator | None = None,
     missing: MissingPolicy = "drop",
+    information: Information = "expected",
 ) -> MediationResults:
     """Multilevel mediation: does the treatment move the outcome through the mediator?
 
@@ -107,6 +118,10 @@ def mediation(
     missing
         ``"drop"`` (rows missing any used column are left out and counted in
         ``dropped``) or ``"raise"``.
+    information
+        ``"expected"`` (default): each equation's fixed effects have lme4's covariance
+        ``(X'V⁻¹X)⁻¹``. ``"observed"``: the inverse observed information, as a two-level
+        SEM (lavaan) reports it — for two-level random-intercept designs fitted by ML.
 
     Returns
     -------
@@ -131,6 +146,7 @@ def mediation(
     """
     check_option("method", method, EstimationMethod)
     check_option("missing", missing, MissingPolicy)
+    check_option("information", information, Information)
     if design is not None:
         check_option("design", design, Design)
     cluster_names = (clusters,) if isinstance(clusters, str) else tuple(clusters)
@@ -155,6 +171,12 @@ def mediation(
         design=design,
     )
     fits = _fit_equations(found, frame, method)
+    if information == "observed":
+        fits = (
+            replace_cov(fits[0], observed_covariance(fits[0])),
+            replace_cov(fits[1], observed_covariance(fits[1])),
+            fits[2],
+        )
     terms = PathTerms(
         a=treatment,
         b=found.b_term,
@@ -205,6 +227,7 @@ def mediation(
         {"treatment": treatment, "mediator": mediator, "outcome": outcome},
         method,
         mediator_reliability,
+        information,
     )
 
 
@@ -323,6 +346,7 @@ def _results(
     names: dict[str, str],
     method: str,
     reliability: float | None,
+    information: str = "expected",
 ) -> MediationResults:
     a_fit, b_fit, null = fits
     assert null is not None
@@ -349,6 +373,7 @@ def _results(
         "n_draws": int(draws.shape[0]),
         "bootstrap_replicates": 0 if replicates is None else int(replicates.shape[0]),
         "mediator_reliability": reliability,
+        "information": information,
         "mediator_measurement": (
             "observed mediator, no measurement-error correction"
             if correction is None

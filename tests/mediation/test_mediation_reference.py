@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from evalkit import EvalkitInputError
 from evalkit.mediation import MediationResults, mediation
 
 REF = Path(__file__).resolve().parents[1] / "reference" / "mediation"
@@ -167,113 +168,48 @@ def test_monte_carlo_interval_matches_the_product_distribution(
 
 
 # --------------------------------------------------------------------- lavaan
-def _two_level_loglik(y: np.ndarray, x: np.ndarray, codes: np.ndarray, params: np.ndarray) -> float:
-    """Log-likelihood of a random-intercept model in (β, τ², σ²), written out."""
-    p = x.shape[1]
-    beta, tau2, sigma2 = params[:p], params[p], params[p + 1]
-    r = y - x @ beta
-    n_j = np.bincount(codes)
-    sum_r = np.bincount(codes, weights=r)
-    sum_r2 = np.bincount(codes, weights=r * r)
-    lam = sigma2 + n_j * tau2
-    quad = (sum_r2 - tau2 * sum_r**2 / lam) / sigma2
-    logdet = (n_j - 1) * np.log(sigma2) + np.log(lam)
-    return float(-0.5 * np.sum(n_j * np.log(2 * np.pi) + logdet + quad))
-
-
-def _observed_covariance(
-    result: MediationResults, data: pd.DataFrame, cluster: str
-) -> pd.DataFrame:
-    """Inverse of the observed information of the outcome equation (central second
-    differences of the written-out log-likelihood at evalkit's ML estimates)."""
-    fit = result.outcome_fit
-    terms = list(fit.params.index)
-    x = np.column_stack([np.ones(len(data))] + [data[t].to_numpy(float) for t in terms[1:]])
-    y = data[result.names["outcome"]].to_numpy(float)
-    codes = pd.factorize(data[cluster])[0]
-    vc = fit.variance_components
-    assert vc is not None
-    theta = np.r_[fit.params.to_numpy(), next(iter(vc.intercept_variances().values())), fit.sigma2]
-    k = theta.size
-    h = 1e-4 * np.maximum(np.abs(theta), 1e-2)
-    hess = np.zeros((k, k))
-    f = lambda t: _two_level_loglik(y, x, codes, t)  # noqa: E731
-    for i in range(k):
-        for j in range(i, k):
-            ei, ej = np.eye(k)[i] * h[i], np.eye(k)[j] * h[j]
-            value = (
-                f(theta + ei + ej) - f(theta + ei - ej) - f(theta - ei + ej) + f(theta - ei - ej)
-            ) / (4 * h[i] * h[j])
-            hess[i, j] = hess[j, i] = value
-    cov = np.linalg.inv(-hess)[: len(terms), : len(terms)]
-    return pd.DataFrame(cov, index=terms, columns=terms)
-
-
 @pytest.mark.parametrize(
-    ("case", "file", "kwargs", "cluster"),
+    ("case", "file", "kwargs"),
     [
-        (
-            "hsb",
-            "hsb.csv.gz",
-            dict(
-                treatment="sector",
-                mediator="disclim",
-                outcome="mathach",
-                clusters="school",
-                covariates=["meanses"],
-            ),
-            "school",
-        ),
-        (
-            "teachers_221",
-            "teachers_221.csv",
-            dict(
-                treatment="coached",
-                mediator="instruction",
-                outcome="achievement",
-                clusters="teacher_id",
-                covariates=["experience"],
-            ),
-            "teacher_id",
-        ),
+        ("hsb", "hsb.csv.gz", dict(treatment="sector", mediator="disclim", outcome="mathach",
+                                    clusters="school", covariates=["meanses"])),
+        ("teachers_221", "teachers_221.csv",
+         dict(treatment="coached", mediator="instruction", outcome="achievement",
+              clusters="teacher_id", covariates=["experience"])),
     ],
-)
-def test_two_level_sem_equals_lavaan(case: str, file: str, kwargs: dict, cluster: str) -> None:
+)  # fmt: skip
+def test_two_level_sem_equals_lavaan(case: str, file: str, kwargs: dict) -> None:
     """By ML the 2-2-1 model is lavaan's two-level SEM (random intercepts): a, b,
     direct, indirect and total estimates agree to 1e-4 relative (lavaan stops ~3e-6
-    short of the optimum). lavaan's SEs come from the *observed* information (the
-    expected one treats the mediator as random); evalkit's, like lme4's, from
-    (X'V⁻¹X)⁻¹. The two differ by ~2e-4 here through the mean-variance cross term of
-    the observed information, which is zero in expectation; computing that
-    information at evalkit's estimates reproduces lavaan's SEs to 1e-4, and
-    evalkit's own SEs equal lme4's ML SEs (test_paths_equal_lme4)."""
+    short of the optimum), and with ``information="observed"`` (lavaan's default) so
+    do their SEs. evalkit's default SEs, like lme4's, come from the expected
+    information (X'V⁻¹X)⁻¹; they differ from lavaan's by the mean-variance cross term
+    of the observed information (zero in expectation), here by less than 1e-3."""
     data = _data(file)
-    result = mediation(data, method="ML", seed=1, **kwargs)
     sem = R[f"{case}_lavaan"]
     est = dict(zip(sem["labels"], sem["est"], strict=True))
     se = dict(zip(sem["labels"], sem["se"], strict=True))
-    table = result.tidy().set_index("term")
+    observed = mediation(data, method="ML", information="observed", seed=1, **kwargs)
+    expected = mediation(data, method="ML", seed=1, **kwargs)
+    table = observed.tidy().set_index("term")
+    default = expected.tidy().set_index("term")
     for role in ("a", "b", "direct", "indirect", "total"):
         assert table.loc[role, "estimate"] == pytest.approx(est[role], rel=1e-4)
-    assert table.loc["a", "std_error"] == pytest.approx(se["a"], rel=1e-4)
-    observed = _observed_covariance(result, data, cluster)
-    b_term, c_term = result.terms.b, result.terms.direct
-    a, b = table.loc["a", "estimate"], table.loc["b", "estimate"]
-    var_a = table.loc["a", "std_error"] ** 2
-    assert np.sqrt(observed.loc[b_term, b_term]) == pytest.approx(se["b"], rel=1e-4)
-    assert np.sqrt(observed.loc[c_term, c_term]) == pytest.approx(se["direct"], rel=1e-4)
-    indirect_se = np.sqrt(b**2 * var_a + a**2 * observed.loc[b_term, b_term])
-    assert indirect_se == pytest.approx(se["indirect"], rel=1e-4)
-    total_var = (
-        observed.loc[c_term, c_term]
-        + b**2 * var_a
-        + a**2 * observed.loc[b_term, b_term]
-        + 2 * a * observed.loc[b_term, c_term]
-    )
-    assert np.sqrt(total_var) == pytest.approx(se["total"], rel=1e-4)
-    # and the expected-information SEs evalkit reports are within 1e-3 of lavaan's
-    for role in ("b", "direct", "indirect", "total"):
-        assert table.loc[role, "std_error"] == pytest.approx(se[role], rel=1e-3)
+        assert table.loc[role, "std_error"] == pytest.approx(se[role], rel=1e-4)
+        assert default.loc[role, "std_error"] == pytest.approx(se[role], rel=1e-3)
+    assert observed.facts["information"] == "observed"
+    # the observed information is not the expected one: b's SE moves
+    assert table.loc["b", "std_error"] != pytest.approx(default.loc["b", "std_error"], rel=1e-6)
+
+
+def test_observed_information_needs_ml_and_two_levels() -> None:
+    data = _data("district_221.csv")
+    args = dict(treatment="coached", mediator="instruction", outcome="achievement",
+                clusters=("school_id", "teacher_id"), covariates=["prior"])  # fmt: skip
+    with pytest.raises(EvalkitInputError, match="needs method='ML'"):
+        mediation(data, information="observed", **args)  # type: ignore[arg-type]
+    with pytest.raises(EvalkitInputError, match="two-level designs"):
+        mediation(data, information="observed", method="ML", **args)  # type: ignore[arg-type]
 
 
 def _moderated(data: pd.DataFrame, stage: str, method: str) -> pd.DataFrame:
