@@ -1,7 +1,9 @@
 """Simulation power at scale: 1,000 replications of a 40-school × 10-teacher × 20-student
-design (8,000 students) fitted with the planned 3-level model, serially and with joblib on
-all cores, against statsmodels' MixedLM as the engine (timed on fewer replications and
-scaled, since it takes about a second per fit).
+design (8,000 students) fitted with the planned 3-level model — each study drawn as its
+sufficient statistics (the default) and as student rows fitted by ``lmm`` — serially and
+with joblib on all cores, against statsmodels' MixedLM as the engine (timed on fewer
+replications and scaled, since it takes about a second per fit); and the issue's grid,
+1,000 replications at each of 10 sample sizes (20 to 65 schools), serially.
 
 Run: python benchmarks/power.py [--replications 1000] [--sm-replications 40]
 """
@@ -14,7 +16,7 @@ import time
 
 import pandas as pd
 
-from evalkit.power import SimulationDesign, simulate_power
+from evalkit.power import SimulationDesign, design_grid, simulate_power
 
 DESIGN = SimulationDesign(n_schools=40, teachers_per_school=10, students_per_teacher=20, effect=0.2)
 
@@ -35,12 +37,16 @@ def main() -> None:
     rows = []
     seconds, value = timed(replications=r)
     rows.append(
-        {"engine": "evalkit", "workers": 1, "replications": r, "seconds": seconds, "power": value}
-    )
+        {"engine": "evalkit (statistics)", "workers": 1, "replications": r, "seconds": seconds, "power": value}
+    )  # fmt: skip
+    seconds, value = timed(replications=r, simulation="rows")
+    rows.append(
+        {"engine": "evalkit (rows)", "workers": 1, "replications": r, "seconds": seconds, "power": value}
+    )  # fmt: skip
     seconds, value = timed(replications=r, n_jobs=cores, chunk_size=50)
     rows.append(
         {
-            "engine": "evalkit",
+            "engine": "evalkit (statistics)",
             "workers": cores,
             "replications": r,
             "seconds": seconds,
@@ -66,6 +72,15 @@ def main() -> None:
     table["ratio_vs_evalkit_serial"] = table["per_fit_ms"] / (1000 * serial / r)
     with pd.option_context("display.width", 200, "display.float_format", "{:.3g}".format):
         print(table.to_string(index=False))
+    grid = design_grid(DESIGN, n_schools=list(range(20, 70, 5)))
+    start = time.perf_counter()
+    curve = simulate_power(grid, replications=r, seed=2)
+    seconds = time.perf_counter() - start
+    print(
+        f"{r} replications x {len(grid)} sample sizes (20-65 schools), serial, "
+        f"{curve.simulation}: {seconds:.1f} s"
+    )
+    print(curve.table[["n_schools", "power", "analytic_power", "mc_se"]].to_string(index=False))
 
 
 if __name__ == "__main__":

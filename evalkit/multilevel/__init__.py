@@ -6,6 +6,7 @@ tests, profile CIs, conditional modes and standardised effect sizes."""
 from evalkit.multilevel.blups import caterpillar_plot, ranef, reliability
 from evalkit.multilevel.formula import ParsedFormula, RandomTerm, parse_formula
 from evalkit.multilevel.frame import Marginal, ModelFrame, clusters
+from evalkit.multilevel.from_statistics import StatisticsFit, fit_statistics
 from evalkit.multilevel.glmm import GLMMResults, glmm
 from evalkit.multilevel.gtheory import GStudy, g_study
 from evalkit.multilevel.hypotheses import LikelihoodRatioTest, f_test, lrt
@@ -38,11 +39,13 @@ __all__ = [
     "RandomTerm",
     "StandardizedEffect",
     "Standardizer",
+    "StatisticsFit",
     "SufficientStats",
     "caterpillar_plot",
     "clusters",
     "effect_size",
     "f_test",
+    "fit_statistics",
     "g_study",
     "glmm",
     "icc",

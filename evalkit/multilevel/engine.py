@@ -208,7 +208,13 @@ class Optimum:
 FunAndGrad = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
 
-def optimise(stats: SufficientStats | CrossedStats, layout: ThetaLayout, *, reml: bool) -> Optimum:
+def optimise(
+    stats: SufficientStats | CrossedStats,
+    layout: ThetaLayout,
+    *,
+    reml: bool,
+    start: np.ndarray | None = None,
+) -> Optimum:
     """Minimise the profiled deviance over θ (bounded: diagonals of T ≥ 0).
 
     L-BFGS-B (exact gradients for random intercepts, central differences otherwise),
@@ -224,12 +230,14 @@ def optimise(stats: SufficientStats | CrossedStats, layout: ThetaLayout, *, reml
     exact = isinstance(reducer, CrossedReducer) and fun_and_grad is not None
     attempts: list[str] = []
     starts = [(f"start x{scale}", layout.start() * scale) for scale in (1.0, 0.1, 3.0)]
+    if start is not None:  # a caller's guess (e.g. a simulation's true θ) goes first
+        starts.insert(0, ("given start", np.clip(np.asarray(start, dtype=float), lower, None)))
     if exact:
         assert isinstance(stats, CrossedStats) and fun_and_grad is not None
-        done, start = _crossed_start(stats, fun_and_grad, lower, attempts)
+        done, em_start = _crossed_start(stats, fun_and_grad, lower, attempts)
         if done is not None:
             return done
-        starts.insert(0, start)
+        starts.insert(0, em_start)
     return _search(objective, fun_and_grad, starts, lower, exact=exact, attempts=attempts)
 
 

@@ -22,6 +22,7 @@ from evalkit.core import EvalkitInputError, check_option, figure_and_axes
 
 Assignment = Literal["school", "teacher"]
 OutcomeKind = Literal["continuous", "binary"]
+SimulationKind = Literal["auto", "statistics", "rows"]
 COX = 1.65
 """Cox index divisor: a binary design's effects are log odds ratios / 1.65 (WWC)."""
 
@@ -200,6 +201,10 @@ def _replicate(
     from evalkit.multilevel import glmm, lmm
 
     out = []
+    if engine == "statistics":
+        from evalkit.power.statistics import replicate_statistics
+
+        return [replicate_statistics(design, alpha, np.random.default_rng(s)) for s in seeds]
     for seed in seeds:
         data = simulate_study(design, np.random.default_rng(seed))
         if design.outcome == "binary":
@@ -246,6 +251,8 @@ class SimulatedPower:
     term: str
     formula: str
     raw: pd.DataFrame = field(repr=False)
+    simulation: str = "rows"
+    """``"statistics"`` (sufficient statistics drawn directly) or ``"rows"``."""
 
     def to_frame(self) -> pd.DataFrame:
         """The per-design-point table."""
@@ -266,6 +273,7 @@ def simulate_power(
     chunk_size: int = 25,
     progress: bool = False,
     engine: Literal["evalkit", "statsmodels"] = "evalkit",
+    simulation: SimulationKind = "auto",
 ) -> SimulatedPower:
     """Power of the planned analysis by simulation, over one or more designs.
 
@@ -296,6 +304,13 @@ def simulate_power(
         Show a progress bar (tqdm) over tasks.
     engine
         ``"evalkit"`` or ``"statsmodels"`` (MixedLM, for comparison).
+    simulation
+        ``"statistics"``: draw each study's per-teacher sufficient statistics directly
+        (exact distribution; see :mod:`evalkit.power.statistics`) and fit from them —
+        for continuous outcomes, the default planned model and containment df;
+        ``"rows"``: simulate student rows and fit them with ``lmm``/``glmm``;
+        ``"auto"`` (default): statistics where they apply, rows otherwise. The
+        result's ``simulation`` says which ran.
     """
     if isinstance(designs, SimulationDesign):
         points = [designs]
@@ -313,6 +328,24 @@ def simulate_power(
         raise EvalkitInputError(f"alpha must lie in (0, 1), got {alpha!r}.")
     for point in points:
         point.validate()
+    check_option("simulation", simulation, SimulationKind)
+    eligible = (
+        formula is None
+        and term is None
+        and df_method == "containment"
+        and engine == "evalkit"
+        and all(point.outcome == "continuous" for point in points)
+    )
+    if simulation == "statistics" and not eligible:
+        raise EvalkitInputError(
+            "simulation='statistics' covers continuous outcomes with the default planned "
+            "model, containment df and the evalkit engine; use simulation='rows' here."
+        )
+    kind = (
+        "statistics"
+        if simulation == "statistics" or (simulation == "auto" and eligible)
+        else "rows"
+    )
     root = np.random.SeedSequence(seed)
     seeds = [child.spawn(replications) for child in root.spawn(len(points))]
     tasks: list[tuple[int, SimulationDesign, str, str, Sequence[np.random.SeedSequence]]] = []
@@ -322,7 +355,10 @@ def simulate_power(
         t = term or tested
         for start in range(0, replications, chunk_size):
             tasks.append((index, point, f, t, seeds[index][start : start + chunk_size]))
-    results = _run(tasks, alpha, df_method, engine, n_jobs=n_jobs, client=client, progress=progress)
+    results = _run(
+        tasks, alpha, df_method, engine if kind == "rows" else "statistics",
+        n_jobs=n_jobs, client=client, progress=progress,
+    )  # fmt: skip
     rows = []
     for task, outcome in zip(tasks, results, strict=True):
         index = task[0]
@@ -333,7 +369,7 @@ def simulate_power(
     )
     table = _summarise(points, raw, alpha)
     used_formula, used_term = (formula, term) if formula and term else default_formula(points[0])
-    return SimulatedPower(table, replications, seed, used_term, used_formula, raw)
+    return SimulatedPower(table, replications, seed, used_term, used_formula, raw, kind)
 
 
 def _run(
