@@ -357,6 +357,11 @@ def _results(
     sd_outcome = float(np.sqrt(sum(vc.intercept_variances().values()) + null.sigma2))
     scales = sensitivity_scales(found, a_fit, b_fit)
     warn = [f"mediator equation: {w}" for w in a_fit.warnings]
+    if not (scales[0] > 0 and scales[1] > 0):
+        warn.append(
+            "sensitivity analysis undefined: a residual variance at the b path's level is "
+            "on its boundary (rho_at_zero is NaN)."
+        )
     warn += [f"outcome equation: {w}" for w in b_fit.warnings]
     if replicates is not None and "failed" in replicates.attrs and replicates.attrs["failed"]:
         warn.append(

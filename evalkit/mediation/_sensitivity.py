@@ -25,6 +25,8 @@ from evalkit.mediation._design import MediationDesign
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+SINGULAR_SD = 1e-4
+
 
 def _level_variances(fit: ModelResults, lowest_level: int) -> list[tuple[int, float]]:
     """(level, intercept variance) of a multilevel fit whose lowest grouping level is
@@ -44,6 +46,7 @@ def sensitivity_scales(
     mediator equation's residual (or, for a split mediator, its intercept variance at
     the treatment's level) and the outcome equation's intercept variance there."""
     level = found.b_level
+    scale = float(np.sqrt(getattr(b_fit, "sigma2", 1.0)))
     if found.within_term is None:
         var_m = (
             float(getattr(a_fit, "sigma2", np.nan))
@@ -53,7 +56,10 @@ def sensitivity_scales(
     else:
         var_m = dict(_level_variances(a_fit, found.mediator_level + 1)).get(level, 0.0)
     var_y = dict(_level_variances(b_fit, 2)).get(level, 0.0)
-    return float(np.sqrt(var_m)), float(np.sqrt(var_y))
+    sigma_m, sigma_y = float(np.sqrt(var_m)), float(np.sqrt(var_y))
+    # a variance on its boundary (lme4's singular tolerance, 1e-4 of the residual SD)
+    # leaves no error at that level to correlate: the analysis is undefined there
+    return sigma_m, (sigma_y if sigma_y > SINGULAR_SD * scale else 0.0)
 
 
 def sensitivity_table(

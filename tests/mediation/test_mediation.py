@@ -225,3 +225,17 @@ def test_conditional_indirect_effects_follow_the_moderated_paths(district: pd.Da
     assert isinstance(result.plot_conditional_indirect(), Figure)
     with pytest.raises(EvalkitInputError, match="no moderator"):
         mediation(data, seed=1, **ARGS).conditional_indirect()  # type: ignore[arg-type]
+
+
+def test_sensitivity_is_undefined_on_a_boundary_fit() -> None:
+    """No teacher-level variation left in the outcome: the outcome equation is
+    singular there, so no teacher-level confounder can be correlated with it; the
+    analysis says so instead of reporting ρ₀ = ±1."""
+    data = simulate_221(np.random.default_rng(3), n_schools=15)
+    rng = np.random.default_rng(1)
+    data["achievement"] = 0.5 * data["prior"] + 0.2 * data["coached"] + rng.normal(0, 1, len(data))
+    result = mediation(data, seed=1, **ARGS)  # type: ignore[arg-type]
+    assert np.isnan(result.facts["rho_at_zero"])
+    assert any("sensitivity analysis undefined" in w for w in result.warnings)
+    with pytest.raises(EvalkitInputError, match="at its boundary"):
+        result.sensitivity([0.1])
