@@ -31,7 +31,7 @@ from evalkit.mediation._design import (
 from evalkit.mediation._draws import PathTerms, draw_paths
 from evalkit.mediation._information import observed_covariance
 from evalkit.mediation._ols import ols
-from evalkit.mediation._reliability import Correction, attenuation
+from evalkit.mediation._reliability import Correction, attenuation, check_reliability
 from evalkit.mediation._results import MediationResults
 from evalkit.mediation._sensitivity import sensitivity_scales
 from evalkit.multilevel import DfMethod, EstimationMethod, LMMResults, lmm
@@ -154,6 +154,14 @@ def mediation(
     _check_arguments(data, cluster_names, moderator, moderation, n_draws, bootstrap)
     if seed is not None and rng is not None:
         raise EvalkitInputError("pass seed or rng, not both.")
+    if mediator_reliability is not None:
+        check_reliability(mediator_reliability)
+        if moderation in ("second", "both"):
+            raise EvalkitInputError(
+                "mediator_reliability cannot correct a b path moderated by the moderator "
+                "(the product of an error-prone mediator and the moderator); use "
+                "moderation='first' or leave the reliability out."
+            )
     generator = rng if rng is not None else np.random.default_rng(seed)
     used = [treatment, mediator, outcome, *covariate_names, *cluster_names]
     used += [moderator] if moderator is not None else []
@@ -187,12 +195,6 @@ def mediation(
     )
     correction = None
     if mediator_reliability is not None:
-        if moderation in ("second", "both"):
-            raise EvalkitInputError(
-                "mediator_reliability cannot correct a b path moderated by the moderator "
-                "(the product of an error-prone mediator and the moderator); use "
-                "moderation='first' or leave the reliability out."
-            )
         correction = attenuation(frame, found, mediator_reliability)
     draws = draw_paths(fits[0], fits[1], terms, n_draws=n_draws, rng=generator)
     point, cov, df = _point(fits[0], fits[1], terms)

@@ -82,7 +82,9 @@ def attenuation(frame: pd.DataFrame, found: MediationDesign, reliability: float)
         for c in (*found.a_covariates, *([found.moderator] if found.moderator else []))
         if level_of(frame, c, found.clusters) >= level
     ]
-    x = np.column_stack([np.ones(len(units)), units[predictors].to_numpy(dtype=np.float64)])
+    # text covariates (a school's district, a grade band) enter as indicators
+    design = pd.get_dummies(units[predictors], drop_first=True, dtype=np.float64)
+    x = np.column_stack([np.ones(len(units)), design.to_numpy(dtype=np.float64)])
     y = units[found.b_term].to_numpy(dtype=np.float64)
     beta, *_ = np.linalg.lstsq(x, y, rcond=None)
     resid = y - x @ beta

@@ -80,6 +80,18 @@ def test_option_refusals(district: pd.DataFrame) -> None:
         mediation(district, bootstrap=50, **ARGS)  # type: ignore[arg-type]
     with pytest.raises(EvalkitInputError, match=r"must lie in \(0, 1\]"):
         mediation(district, mediator_reliability=1.4, **ARGS)  # type: ignore[arg-type]
+    schools = district["school_id"].unique()
+    lead = district["school_id"].map(
+        dict(zip(schools, np.linspace(-1, 1, len(schools)), strict=True))
+    )
+    with pytest.raises(EvalkitInputError, match="cannot correct a b path moderated"):
+        mediation(
+            district.assign(leadership=lead),
+            moderator="leadership",
+            moderation="second",
+            mediator_reliability=0.8,
+            **ARGS,  # type: ignore[arg-type]
+        )
     with pytest.raises(EvalkitInputError, match="R² ="):
         mediation(district, mediator_reliability=0.01, **ARGS)  # type: ignore[arg-type]
     with pytest.raises(EvalkitInputError, match="clusters names one or two"):
@@ -239,3 +251,13 @@ def test_sensitivity_is_undefined_on_a_boundary_fit() -> None:
     assert any("sensitivity analysis undefined" in w for w in result.warnings)
     with pytest.raises(EvalkitInputError, match="at its boundary"):
         result.sensitivity([0.1])
+
+
+def test_text_covariates_enter_both_equations_and_the_correction() -> None:
+    data = simulate_221(np.random.default_rng(3), n_schools=15, error_sd=0.4)
+    data["region"] = np.where(data["school_id"] < "S008", "north", "south")
+    args = {**ARGS, "covariates": ["prior", "region"]}
+    result = mediation(data, mediator_reliability=0.85, seed=1, **args)  # type: ignore[arg-type]
+    assert result.design.a_covariates == ("region",)
+    assert "region[T.south]" in result.mediator_fit.params.index
+    assert 0 < result.facts["attenuation"] < 0.85
