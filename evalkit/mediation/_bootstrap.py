@@ -18,7 +18,7 @@ import pandas as pd
 
 from evalkit.core import EvalkitInputError, EvalkitWarning
 from evalkit.mediation._design import MediationDesign
-from evalkit.mediation._draws import PathTerms, derived
+from evalkit.mediation._draws import derived
 
 
 def resample_clusters(
@@ -47,14 +47,12 @@ def resample_clusters(
 def cluster_bootstrap(
     frame: pd.DataFrame,
     found: MediationDesign,
-    terms: PathTerms,
     refit: Callable[[pd.DataFrame], pd.Series],
     replicates: int,
     rng: np.random.Generator,
 ) -> pd.DataFrame:
     """Paths and effects of ``replicates`` cluster-bootstrap samples (one row each);
     ``attrs["failed"]`` counts samples whose equations could not be fitted."""
-    del terms
     rows = []
     failed = 0
     for _ in range(replicates):

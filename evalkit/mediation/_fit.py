@@ -213,7 +213,7 @@ def mediation(
                 )
             return values
 
-        replicates = cluster_bootstrap(frame, found, terms, refit, bootstrap, generator)
+        replicates = cluster_bootstrap(frame, found, refit, bootstrap, generator)
     return _results(
         found,
         frame,

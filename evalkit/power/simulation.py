@@ -204,7 +204,7 @@ def _replicate(
     if engine == "statistics":
         from evalkit.power.statistics import replicate_statistics
 
-        return [replicate_statistics(design, alpha, np.random.default_rng(s)) for s in seeds]
+        return [replicate_statistics(design, np.random.default_rng(s)) for s in seeds]
     for seed in seeds:
         data = simulate_study(design, np.random.default_rng(seed))
         if design.outcome == "binary":

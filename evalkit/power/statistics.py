@@ -127,13 +127,12 @@ def containment_df(strata: np.ndarray, n_schools: int, n_teachers: int, n: int) 
 
 
 def replicate_statistics(
-    design: object, alpha: float, rng: np.random.Generator
+    design: object, rng: np.random.Generator
 ) -> tuple[float, float, float, float, bool, bool]:
     """Estimate, SE, p-value, df, converged and singular of one study's tested term."""
     from evalkit.power.simulation import SimulationDesign
 
     assert isinstance(design, SimulationDesign)
-    del alpha
     statistics, tested, strata = simulate_statistics(design, rng)
     residual = (1.0 - design.icc_school - design.icc_teacher) * (1.0 - design.r21)
     truth = np.sqrt(np.array([design.icc_teacher, design.icc_school]) / residual)
