@@ -38,20 +38,31 @@ class Dropped:
 
     rows: tuple[Any, ...] = ()
     reasons: tuple[str, ...] = ()
+    tallies: tuple[tuple[str, int], ...] = ()
+    """Rows left out counted per reason without their labels (data read where they
+    live, out of core, whose rows are never loaded)."""
 
     def __post_init__(self) -> None:
         if len(self.rows) != len(self.reasons):
             raise EvalkitInputError("Dropped needs one reason per dropped row.")
 
+    @classmethod
+    def from_counts(cls, counts: dict[str, int]) -> Dropped:
+        """A record of rows left out, as counts per reason (no row labels)."""
+        return cls(tallies=tuple((str(r), int(c)) for r, c in counts.items() if c))
+
     @property
     def n(self) -> int:
         """How many rows were left out."""
-        return len(self.rows)
+        return len(self.rows) + sum(count for _, count in self.tallies)
 
     def counts(self) -> dict[str, int]:
         """Number of dropped rows per reason."""
         counts = pd.Series(self.reasons, dtype=object).value_counts()
-        return {str(reason): int(count) for reason, count in counts.items()}
+        out = {str(reason): int(count) for reason, count in counts.items()}
+        for reason, count in self.tallies:
+            out[reason] = out.get(reason, 0) + count
+        return dict(sorted(out.items(), key=lambda item: -item[1]))
 
     def describe(self) -> str:
         """A sentence for table notes, e.g. ``"12 rows dropped: 12 missing prior"``."""

@@ -3,16 +3,19 @@ reliability of each random coefficient, and a caterpillar plot."""
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+from scipy.linalg import block_diag
 
 from evalkit.core import INTERCEPT, EvalkitInputError, figure_and_axes
 from evalkit.multilevel.crossed import CrossedReducer, CrossedStats
 from evalkit.multilevel.frame import Marginal, clusters
 from evalkit.multilevel.spec import require_fit
+from evalkit.multilevel.stats import SufficientStats
 
 if TYPE_CHECKING:
     from evalkit.multilevel.model import LMMResults
@@ -29,15 +32,13 @@ def ranef(result: LMMResults) -> dict[str, pd.DataFrame]:
     random intercept equals HLM's ``λ_j = τ/(τ + σ²/n_j)`` at known β.
     """
     require_fit(result, "ranef()")
-    if result.frame is None:
-        raise EvalkitInputError(
-            "this fit kept no model frame; refit it with evalkit.multilevel.lmm."
-        )
     factors = result.factors
     beta = result.params.to_numpy()
     rows: dict[int, list[tuple[Any, ...]]] = {k: [] for k in range(len(result.levels))}
     stats = result.stats
-    if isinstance(stats, CrossedStats) and all(k == 1 for k in stats.q):
+    if isinstance(stats, SufficientStats):
+        rows = _nested_modes(result, stats)
+    elif isinstance(stats, CrossedStats) and all(k == 1 for k in stats.q):
         # crossed random intercepts: from the blocked factorisation, at any size
         modes, variances = CrossedReducer(stats).conditional_modes(result.theta)
         for index, (mode, var) in enumerate(zip(modes, variances, strict=True)):
@@ -72,6 +73,53 @@ def ranef(result: LMMResults) -> dict[str, pd.DataFrame]:
         frame.index = pd.Index(_labels(result, k, frame.index.to_numpy()), name=level.name)
         out[level.name] = frame
     return out
+
+
+def _nested_modes(result: LMMResults, stats: SufficientStats) -> dict[int, list[tuple[Any, ...]]]:
+    """Conditional modes of a nested model from its per-group statistics, one top-level
+    cluster at a time: the cluster's ``ZᵀZ`` and ``Zᵀ(y − Xβ̂)`` are sums of its lowest
+    groups' cross-products placed at their groups' effects (no rows needed)."""
+    spec = result._spec()
+    factors = result.factors
+    q = list(stats.q)
+    levels, q_total, p = len(q), sum(q), stats.p
+    beta = result.params.to_numpy().copy()
+    if spec.outcome_shift:
+        beta[list(spec.terms).index(INTERCEPT)] -= spec.outcome_shift  # stats hold y − shift
+    ztz = stats.cross[:, :q_total, :q_total]
+    ztr = stats.cross[:, :q_total, -1] - stats.cross[:, :q_total, q_total : q_total + p] @ beta
+    ancestors = [stats.ancestors(level) for level in range(levels)]
+    top = ancestors[-1]
+    bounds = np.flatnonzero(np.r_[True, top[1:] != top[:-1], True])
+    component = np.concatenate([np.arange(k) for k in q])
+    level_of = np.repeat(np.arange(levels), q)
+    rows: dict[int, list[tuple[Any, ...]]] = {k: [] for k in range(levels)}
+    for lo, hi in itertools.pairwise(bounds):
+        first = [int(a[lo]) for a in ancestors]
+        sizes = [int(a[hi - 1]) - f + 1 for a, f in zip(ancestors, first, strict=True)]
+        bases = np.cumsum([0, *(s * k for s, k in zip(sizes, q, strict=True))])
+        local = np.column_stack([ancestors[lv][lo:hi] - first[lv] for lv in level_of])
+        index = bases[level_of] + local * np.array(q)[level_of] + component
+        width = int(bases[-1])
+        cluster_ztz = np.zeros((width, width))
+        np.add.at(cluster_ztz, (index[:, :, None], index[:, None, :]), ztz[lo:hi])
+        cluster_ztr = np.zeros(width)
+        np.add.at(cluster_ztr, index, ztr[lo:hi])
+        lam = block_diag(*(np.kron(np.eye(s), t) for s, t in zip(sizes, factors, strict=True)))
+        c = np.eye(width) + lam.T @ cluster_ztz @ lam
+        r = lam @ np.linalg.solve(c, lam.T)
+        r = 0.5 * (r + r.T)
+        modes = r @ cluster_ztr
+        variances = result.sigma2 * np.diag(r)
+        for level in range(levels):
+            codes = stats.group_codes[level] if stats.group_codes is not None else None
+            for g in range(sizes[level]):
+                position = first[level] + g
+                code = int(codes[position]) if codes is not None else position
+                for k in range(q[level]):
+                    at = int(bases[level]) + g * q[level] + k
+                    rows[level].append((code, k, float(modes[at]), float(variances[at])))
+    return rows
 
 
 def _labels(result: LMMResults, level: int, codes: np.ndarray) -> list[Any]:

@@ -344,7 +344,10 @@ def _search(
                 attempts.append(f"{label}: deviance {first.fun:.10g}, gradient {norm:.1e}")
                 theta = np.asarray(first.x)
                 return Optimum(theta, float(first.fun), iterations, norm, True, tuple(attempts))
-        theta, value, steps, decrement = _newton(objective, np.asarray(first.x), lower, gradient)
+        exact_gradient = fun_and_grad is not None
+        theta, value, steps, decrement = _newton(
+            objective, np.asarray(first.x), lower, gradient, exact=exact_gradient
+        )
         iterations += int(first.nit) + steps
         gain = 0.0
         if decrement > DECREMENT_TOL * 1e-3:
@@ -354,7 +357,9 @@ def _search(
             iterations += polish_steps
         if gain > DECREMENT_TOL:
             # The derivative-free polish found a better point: re-run Newton from it.
-            theta, value, steps, decrement = _newton(objective, theta, lower, gradient)
+            theta, value, steps, decrement = _newton(
+                objective, theta, lower, gradient, exact=exact_gradient
+            )
             theta, value, polish_steps, gain = _polish(objective, theta, value, bounds)
             iterations += steps + polish_steps
         decrement = max(decrement, gain)
@@ -393,6 +398,9 @@ def _polish(
 
 DECREMENT_TOL = 1e-6
 """Largest acceptable Newton decrement (deviance units) at the optimum."""
+
+ROUNDING = 1e-13
+"""Relative rounding of a profiled deviance summed over many groups."""
 
 
 def _accepted(norm: float, decrement: float, deviance: float) -> bool:
@@ -435,12 +443,21 @@ def _gradient(objective: object, theta: np.ndarray, lower: np.ndarray) -> np.nda
 
 
 def _newton(
-    objective: object, theta: np.ndarray, lower: np.ndarray, gradient: object = None
+    objective: object,
+    theta: np.ndarray,
+    lower: np.ndarray,
+    gradient: object = None,
+    *,
+    exact: bool = False,
 ) -> tuple[np.ndarray, float, int, float]:
     """Newton steps on the interior coordinates with a finite-difference Hessian.
 
     Returns θ, the deviance, the number of steps and the last Newton decrement
-    ``gᵀH⁻¹g/2``: the deviance improvement a further step could still bring.
+    ``gᵀH⁻¹g/2``: the deviance improvement a further step could still bring. With an
+    ``exact`` gradient the steps go on past a negligible decrement until θ stops
+    moving (to ~1e-13): the root of the exact gradient is determined to rounding, so
+    the same data summed in another order (in memory, or by a database) give the
+    same optimum to ~1e-15 instead of wherever a deviance test stopped.
     """
     value = float(objective(theta))  # type: ignore[operator]
     if gradient is None:
@@ -473,17 +490,23 @@ def _newton(
         direction = np.zeros_like(theta)
         direction[index] = -np.linalg.solve(hess, grad[index])
         decrement = float(-0.5 * grad[index] @ direction[index])
+        negligible = decrement < DECREMENT_TOL * 1e-3
+        # a step whose gain is below the deviance's rounding is judged by the gradient
+        slack = ROUNDING * abs(value) if exact and negligible else 0.0
         size = 1.0
         while size > 1e-6:
             candidate = np.clip(theta + size * direction, lower, THETA_MAX)
             trial = float(objective(candidate))  # type: ignore[operator]
-            if trial <= value:
+            if trial <= value + slack:
                 break
             size /= 2
         else:
             return theta, value, step_count, decrement
         change = float(np.max(np.abs(candidate - theta)))
-        theta, value = candidate, trial
-        if change < 1e-10 or decrement < DECREMENT_TOL * 1e-3:
+        theta, value = candidate, min(trial, value) if slack else trial
+        if exact and negligible:
+            if change <= 1e-13 * (1.0 + float(np.max(np.abs(theta)))):
+                return theta, float(objective(theta)), step_count, decrement  # type: ignore[operator]
+        elif change < 1e-10 or negligible:
             return theta, value, step_count, decrement
     return theta, value, 10, decrement

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from evalkit.multilevel.crossed import Derivatives
 from evalkit.multilevel.engine import Reducer
 
 
@@ -20,10 +21,11 @@ def intercepts_only(q: tuple[int, ...]) -> bool:
     return all(size == 1 for size in q)
 
 
-def value_and_gradient(
-    reducer: Reducer, theta: np.ndarray, *, reml: bool
-) -> tuple[float, np.ndarray]:
-    """The profiled deviance (REML criterion or −2 log-likelihood) and its gradient."""
+def _forward(
+    reducer: Reducer, theta: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """``log|M|``, the reduced totals ``[XᵀM⁻¹X, XᵀM⁻¹y; ·, yᵀM⁻¹y]`` and their
+    derivatives in ``s = θ²`` (one slice per level)."""
     stats = reducer.stats
     k = theta.size
     s = theta**2
@@ -72,9 +74,14 @@ def value_and_gradient(
         if level < k - 1:
             cross = np.add.reduceat(cross, stats.starts[level], axis=0)
             derivs = np.add.reduceat(derivs, stats.starts[level], axis=1)
-    total = cross.sum(axis=0)
-    dtotal = derivs.sum(axis=1)
-    p, n = stats.p, stats.n
+    return logdet, dlogdet, cross.sum(axis=0), derivs.sum(axis=1)
+
+
+def _profiled(
+    total: np.ndarray, dtotal: np.ndarray, p: int
+) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """``XᵀM⁻¹X``, its inverse, the RSS at β̂ and the RSS's derivatives (the envelope
+    theorem: β̂ held fixed) from the reduced totals and their derivatives."""
     xtx, xty, yty = total[:p, :p], total[:p, p], float(total[p, p])
     inverse = np.linalg.inv(xtx)
     beta = inverse @ xty
@@ -84,6 +91,16 @@ def value_and_gradient(
         - 2.0 * dtotal[:, :p, p] @ beta
         + np.einsum("i,mij,j->m", beta, dtotal[:, :p, :p], beta)
     )
+    return xtx, inverse, rss, drss
+
+
+def value_and_gradient(
+    reducer: Reducer, theta: np.ndarray, *, reml: bool
+) -> tuple[float, np.ndarray]:
+    """The profiled deviance (REML criterion or −2 log-likelihood) and its gradient."""
+    logdet, dlogdet, total, dtotal = _forward(reducer, theta)
+    p, n = reducer.stats.p, reducer.stats.n
+    xtx, inverse, rss, drss = _profiled(total, dtotal, p)
     if reml:
         dof = n - p
         _, logdet_x = np.linalg.slogdet(xtx)
@@ -93,3 +110,15 @@ def value_and_gradient(
         value = logdet + n * (1.0 + np.log(2.0 * np.pi * rss / n))
         dvalue = dlogdet + n * drss / rss
     return float(value), 2.0 * theta * dvalue
+
+
+def derivatives(reducer: Reducer, theta: np.ndarray, *, reml: bool) -> Derivatives:
+    """``log|M|`` (with ``log|XᵀM⁻¹X|`` for REML), the RSS at β̂(θ) and their exact
+    θ-derivatives: what Satterthwaite's df need, as the crossed engine provides them."""
+    logdet, dlogdet, total, dtotal = _forward(reducer, theta)
+    p = reducer.stats.p
+    xtx, inverse, rss, drss = _profiled(total, dtotal, p)
+    if reml:
+        logdet += float(np.linalg.slogdet(xtx)[1])
+        dlogdet = dlogdet + np.einsum("ij,mji->m", inverse, dtotal[:, :p, :p])
+    return Derivatives(logdet, rss, 2.0 * theta * dlogdet, 2.0 * theta * drss, xtx)

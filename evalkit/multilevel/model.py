@@ -9,7 +9,7 @@ The work is three steps, as lme4 splits it: :func:`~evalkit.multilevel.specify`
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, overload
+from typing import Any, Literal, cast, overload
 
 import numpy as np
 import pandas as pd
@@ -22,20 +22,22 @@ from evalkit.core import (
     VarianceComponents,
     blas_threads,
     check_option,
+    is_data_source,
     threads_for,
 )
-from evalkit.multilevel.containment import containment_df
-from evalkit.multilevel.crossed import CrossedReducer, CrossedStats
-from evalkit.multilevel.engine import Optimum, ThetaLayout, optimise, profile
+from evalkit.multilevel.containment import containment_df, containment_from_stats
+from evalkit.multilevel.crossed import CrossedStats
+from evalkit.multilevel.engine import Optimum, ThetaLayout, optimise, profile, reducer_for
 from evalkit.multilevel.frame import ModelFrame
 from evalkit.multilevel.kenward_roger import KenwardRoger, kenward_roger
+from evalkit.multilevel.outofcore import specify_source
 from evalkit.multilevel.satterthwaite import (
     VarparInference,
     varpar_inference,
     varpar_inference_exact,
 )
 from evalkit.multilevel.sm_engine import fit_statsmodels
-from evalkit.multilevel.spec import Level, MixedModelSpec, model_rows, specify
+from evalkit.multilevel.spec import Level, MixedModelSpec, model_rows, ones_column, specify
 from evalkit.multilevel.stats import SufficientStats
 from evalkit.multilevel.summaries import check_reference, icc, prv, r_squared
 
@@ -96,7 +98,11 @@ class LMMResults(ModelResults):
     @property
     def rows_used(self) -> np.ndarray:
         """Positions (in ``data``) of the fitted rows."""
-        return self._spec().rows_used
+        rows = self._spec().rows_used
+        if rows is None:
+            self._spec().frame  # noqa: B018  (an error naming what needs the rows)
+            raise AssertionError  # pragma: no cover
+        return rows
 
     @property
     def group_labels(self) -> tuple[np.ndarray, ...]:
@@ -119,38 +125,41 @@ class LMMResults(ModelResults):
 @overload
 def lmm(
     formula: str,
-    data: pd.DataFrame,
+    data: pd.DataFrame | object,
     *,
     method: EstimationMethod = ...,
     missing: MissingPolicy = ...,
     df_method: DfMethod = ...,
     reference: LMMResults | None = ...,
     engine: Literal["evalkit"] = ...,
+    client: Any = ...,
 ) -> LMMResults: ...
 
 
 @overload
 def lmm(
     formula: str,
-    data: pd.DataFrame,
+    data: pd.DataFrame | object,
     *,
     method: EstimationMethod = ...,
     missing: MissingPolicy = ...,
     df_method: DfMethod = ...,
     reference: LMMResults | None = ...,
     engine: Literal["statsmodels"],
+    client: Any = ...,
 ) -> ModelResults: ...
 
 
 def lmm(
     formula: str,
-    data: pd.DataFrame,
+    data: pd.DataFrame | object,
     *,
     method: EstimationMethod = "REML",
     missing: MissingPolicy = "drop",
     df_method: DfMethod = "satterthwaite",
     reference: LMMResults | None = None,
     engine: Engine = "evalkit",
+    client: Any = None,
 ) -> LMMResults | ModelResults:
     """Fit a nested linear mixed model by exact profiled REML or ML.
 
@@ -161,7 +170,14 @@ def lmm(
         (1 | school:teacher)"``; ``(1 + x | g)`` correlated, ``(x || g)`` uncorrelated,
         ``(1 | school/teacher)`` nested.
     data
-        One row per observation.
+        One row per observation: a pandas DataFrame, or data fitted where they live —
+        a DuckDB relation, a Parquet or CSV path or glob (``"district/*.parquet"``), or
+        a Dask DataFrame. For the latter the model frame (categorical coding,
+        interactions, ``center``/``scale``, arithmetic in ``I()``) is computed in SQL
+        and only each lowest-level group's cross-products are read, so memory grows
+        with the number of groups, not rows; the numbers equal a fit of the same rows
+        in pandas. Nested designs only; what needs the rows themselves
+        (Kenward–Roger, CR2, residuals) is refused with an error saying so.
     method
         ``"REML"`` (default) or ``"ML"``.
     missing
@@ -176,6 +192,9 @@ def lmm(
     reference
         A fit of the same outcome (usually the null model) against which
         ``glance()`` reports the proportional reduction in variance per level.
+    client
+        A ``dask.distributed.Client`` on which to compute a Dask DataFrame's statistics
+        (by default Dask's active scheduler).
     engine
         ``"evalkit"`` (default) or ``"statsmodels"``: the same formula through
         statsmodels' MixedLM as a second opinion (one level, or two nested levels
@@ -199,11 +218,29 @@ def lmm(
     if df_method == "kenward-roger" and method != "REML":
         raise EvalkitInputError("df_method='kenward-roger' needs a REML fit (method='REML').")
     if engine == "statsmodels":
-        rows = model_rows(formula, data, missing=missing)
+        if not isinstance(data, pd.DataFrame) and is_data_source(data):
+            raise EvalkitInputError(
+                "engine='statsmodels' needs a pandas DataFrame; evalkit's engine fits data "
+                "where they live."
+            )
+        rows = model_rows(formula, cast(pd.DataFrame, data), missing=missing)
         return fit_statsmodels(
             rows.parsed.fixed, list(rows.levels), rows.complete, method=method, dropped=rows.dropped
         )
-    spec = specify(formula, data, missing=missing)
+    if isinstance(data, pd.DataFrame) or not is_data_source(data):
+        if client is not None:
+            raise EvalkitInputError(
+                "client= fits on a Dask cluster and needs a Dask DataFrame as data."
+            )
+        spec = specify(formula, cast(pd.DataFrame, data), missing=missing)  # checked there
+    else:
+        if df_method == "kenward-roger":
+            raise EvalkitInputError(
+                "df_method='kenward-roger' needs the rows in memory; a fit where the data "
+                "live reads per-group sums only. Use 'satterthwaite' (the default) or "
+                "'containment'."
+            )
+        spec = specify_source(formula, data, missing=missing, client=client)
     with blas_threads(_thread_limit(spec)):
         optimum = optimise(spec.stats, spec.layout, reml=method == "REML")
         result = build_results(spec, optimum, method=method, df_method=df_method)
@@ -242,9 +279,7 @@ def build_results(
     if spec.outcome_shift:
         beta[spec.terms.index(INTERCEPT)] += spec.outcome_shift
     cov = fit.sigma2 * fit.xtmx_inv
-    df, inference = _degrees_of_freedom(
-        df_method, spec.stats, spec.layout, optimum.theta, fit.sigma2, spec.frame, reml
-    )
+    df, inference = _degrees_of_freedom(df_method, spec, optimum.theta, fit.sigma2, reml)
     if isinstance(inference, KenwardRoger):
         cov = inference.phi_adjusted
     singular = any(bool(np.any(np.abs(np.diag(t)) < SINGULAR_TOL)) for t in factors)
@@ -260,6 +295,7 @@ def build_results(
         "converged": optimum.converged,
         "singular": singular,
         "engine": "crossed (blocked Cholesky)" if spec.crossed else "nested sufficient statistics",
+        "data_source": spec.source,
     }
     warnings = []
     if singular:
@@ -315,33 +351,31 @@ def _with_summaries(result: LMMResults, reference: LMMResults | None) -> LMMResu
 
 
 def _degrees_of_freedom(
-    df_method: str,
-    stats: SufficientStats | CrossedStats,
-    layout: ThetaLayout,
-    theta: np.ndarray,
-    sigma2: float,
-    frame: ModelFrame,
-    reml: bool,
+    df_method: str, spec: MixedModelSpec, theta: np.ndarray, sigma2: float, reml: bool
 ) -> tuple[np.ndarray, VarparInference | KenwardRoger | None]:
+    stats, layout = spec.stats, spec.layout
     p = stats.p
     unit = np.eye(p)
     if df_method == "satterthwaite":
-        if isinstance(stats, CrossedStats) and all(size == 1 for size in layout.q):
-            reducer = CrossedReducer(stats)
+        if all(size == 1 for size in layout.q):  # random intercepts: exact gradients
+            reducer = reducer_for(stats)
             info = varpar_inference_exact(reducer, theta, float(np.sqrt(sigma2)), reml=reml)
         else:
             info = varpar_inference(stats, layout, theta, float(np.sqrt(sigma2)), reml=reml)
         return np.array([info.df(unit[j]) for j in range(p)]), info
     if df_method == "kenward-roger":
-        kr = kenward_roger(frame, layout, layout.factors(theta), sigma2)
+        kr = kenward_roger(spec.frame, layout, layout.factors(theta), sigma2)
         return np.array([kr.df(unit[[j]])[0] for j in range(p)]), kr
     if df_method == "containment":
-        if frame.crossed:
+        if spec.crossed:
             raise EvalkitInputError(
                 "df_method='containment' is nlme's rule for nested designs; this model's "
                 "factors cross. Use 'satterthwaite' or 'kenward-roger'."
             )
-        return containment_df(frame), None
+        if spec.in_memory:
+            return containment_df(spec.frame), None
+        assert isinstance(stats, SufficientStats)
+        return containment_from_stats(stats, ones_column(spec)), None
     if df_method == "residual":
         return np.full(p, float(stats.n - p)), None
     return np.full(p, np.inf), None

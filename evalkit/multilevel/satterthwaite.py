@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evalkit.multilevel.crossed import CrossedReducer, CrossedStats
-from evalkit.multilevel.engine import ThetaLayout, reducer_for
+from evalkit.multilevel.crossed import CrossedReducer, CrossedStats, Derivatives
+from evalkit.multilevel.engine import Reducer, ThetaLayout, reducer_for
+from evalkit.multilevel.gradient import derivatives as nested_derivatives
 from evalkit.multilevel.stats import SufficientStats
 
 EIGEN_TOL = 1e-6
@@ -177,9 +178,9 @@ def varpar_inference(
 
 
 def varpar_inference_exact(
-    reducer: CrossedReducer, theta: np.ndarray, sigma: float, *, reml: bool
+    reducer: CrossedReducer | Reducer, theta: np.ndarray, sigma: float, *, reml: bool
 ) -> VarparInference:
-    """The same pieces from exact gradients (crossed random intercepts).
+    """The same pieces from exact gradients (random intercepts, crossed or nested).
 
     The unprofiled deviance is ``D = log|Ω_S| + r²/σ² + ν log(2πσ²)`` (ν = n − p for
     REML, n for ML): its σ-derivatives are analytic, its θ-gradient exact, so the
@@ -188,14 +189,20 @@ def varpar_inference_exact(
     on InstEval (k = 2) eight evaluations instead of about eighty.
     """
     k = theta.size
-    dof = reducer.n - reducer.p if reml else reducer.n
+    n, p = reducer.stats.n, reducer.stats.p
+    dof = n - p if reml else n
     sigma2 = sigma**2
 
+    def parts_at(point: np.ndarray) -> Derivatives:
+        if isinstance(reducer, CrossedReducer):
+            return reducer.derivatives(point, reml=reml)
+        return nested_derivatives(reducer, point, reml=reml)
+
     def at(point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        parts = reducer.derivatives(point, reml=reml)
+        parts = parts_at(point)
         return parts.dlogdet + parts.drss / sigma2, np.linalg.inv(parts.xtmx)
 
-    base = reducer.derivatives(theta, reml=reml)
+    base = parts_at(theta)
     inv_xtmx = np.linalg.inv(base.xtmx)
     hess = np.zeros((k + 1, k + 1))
     slices = np.zeros((k + 1, *inv_xtmx.shape))

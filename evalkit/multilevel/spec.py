@@ -34,6 +34,7 @@ from evalkit.multilevel.crossed import CrossedStats, build_crossed, check_memory
 from evalkit.multilevel.engine import ThetaLayout
 from evalkit.multilevel.formula import ParsedFormula, RandomTerm, parse_formula
 from evalkit.multilevel.frame import ModelFrame
+from evalkit.multilevel.pushdown import formula_variables
 from evalkit.multilevel.stats import (
     SufficientStats,
     build,
@@ -80,8 +81,11 @@ class MixedModelSpec:
         Grouping levels, lowest first.
     terms
         Names of the fixed-effect columns (``Intercept`` first when there is one).
-    frame
-        The design: fixed effects, outcome, random-effect columns and group codes.
+    model_frame
+        The design in memory: fixed effects, outcome, random-effect columns and group
+        codes; ``None`` when the statistics were computed where the data live (a
+        DuckDB relation, Parquet files, a Dask DataFrame), and then :attr:`frame`
+        is an error naming what needs the rows.
     stats
         Per-cluster sufficient statistics, all the optimiser needs.
     layout
@@ -91,24 +95,50 @@ class MixedModelSpec:
     dropped
         Rows left out by the missing-value policy, with reasons.
     data
-        The data as given, and ``rows_used``, the positions of the rows fitted.
+        The data as given, and ``rows_used``, the positions of the rows fitted (``None``
+        for data that were not loaded).
+    labels
+        Group labels per level, in code order, when they were read with the
+        statistics (out of core); otherwise taken from ``data``.
+    source
+        Where the statistics were computed: ``"pandas"`` or a description of the data
+        source.
     """
 
     formula: str
     response: str
     levels: tuple[Level, ...]
     terms: tuple[str, ...]
-    frame: ModelFrame
+    model_frame: ModelFrame | None
     stats: SufficientStats | CrossedStats
     layout: ThetaLayout
     design_spec: Any
     dropped: Dropped
-    data: pd.DataFrame = field(repr=False)
-    rows_used: np.ndarray = field(repr=False)
+    data: Any = field(repr=False)
+    rows_used: np.ndarray | None = field(repr=False)
     missing: str = "drop"
     outcome_shift: float = 0.0
     """The constant subtracted from the outcome in ``stats`` (its mean, when the model
     has an intercept); the intercept estimated from ``stats`` is short by it."""
+    labels: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
+    source: str = "pandas"
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the fitted rows are held in memory (a pandas DataFrame was given)."""
+        return self.model_frame is not None
+
+    @property
+    def frame(self) -> ModelFrame:
+        """The fitted rows; an error for a model fitted where its data live."""
+        if self.model_frame is None:
+            raise EvalkitInputError(
+                f"this model was fitted where its data live ({self.source}): only per-group "
+                "sums were read, so what needs the rows themselves (Kenward-Roger df, CR2 "
+                "standard errors, residuals, Bayesian refits) is not available. Use "
+                "df_method='satterthwaite' or 'containment', or load the rows into pandas."
+            )
+        return self.model_frame
 
     @property
     def crossed(self) -> bool:
@@ -128,6 +158,8 @@ class MixedModelSpec:
     @cached_property
     def group_labels(self) -> tuple[np.ndarray, ...]:
         """For each level (lowest first), the label of each integer group code."""
+        if self.labels is not None:
+            return self.labels
         rows = self.data.iloc[self.rows_used]
         return tuple(
             group_labels(rows, level.grouping, codes)
@@ -201,7 +233,10 @@ def model_rows(
     parsed = parse_formula(formula)
     levels = random_levels(parsed.random)
     fixed_formula = read_formula(parsed.fixed, what="model formula")
-    fixed_variables = {str(v) for v in fixed_formula.required_variables}
+    # formulaic's required_variables leaves out the column inside center(x)/scale(x)
+    fixed_variables = formula_variables(fixed_formula, set(data.columns)) | {
+        str(v) for v in fixed_formula.required_variables
+    }
     random_columns = {c for lv in levels for c in lv.columns if c != "1"}
     grouping_columns = {g for lv in levels for g in lv.grouping}
     used = sorted(fixed_variables | random_columns | grouping_columns | set(extra))
@@ -225,7 +260,7 @@ def model_rows(
     order, all_codes, crossed = nesting_order(
         complete, [lv.grouping for lv in levels], allow_crossed=allow_crossed
     )
-    _check_identified(
+    check_identified(
         [levels[i] for i in order],
         [all_codes[i] for i in order],
         len(complete),
@@ -267,7 +302,7 @@ def _check_categories(complete: pd.DataFrame, variables: list[str], formula: str
             )
 
 
-def _check_identified(
+def check_identified(
     levels: list[Level], codes: list[np.ndarray], n: int, *, observation_level: bool = False
 ) -> None:
     """Every grouping level needs several groups, and fewer groups than rows (else its
@@ -363,7 +398,7 @@ def specify(formula: str, data: pd.DataFrame, *, missing: MissingPolicy = "drop"
         response=rows.parsed.response,
         levels=rows.levels,
         terms=terms,
-        frame=frame,
+        model_frame=frame,
         stats=stats,
         layout=ThetaLayout.build([list(lv.blocks) for lv in rows.levels]),
         design_spec=design_spec,
@@ -452,11 +487,16 @@ def check_confounded(frame: ModelFrame, levels: tuple[Level, ...], xtx: np.ndarr
         )
         residual = np.diag(counts) - zx @ np.linalg.solve(xtx, zx.T)
         if np.max(np.abs(residual)) <= 1e-9 * float(counts.max()):
-            raise EvalkitInputError(
-                f"the random intercept of {level.name} is confounded with the fixed effects: "
-                f"they already separate its {groups} groups, so its variance is not "
-                "identified. Remove it from the fixed part or from the random part."
-            )
+            raise confounded_error(level, groups)
+
+
+def confounded_error(level: Level, groups: int) -> EvalkitInputError:
+    """The error for a random intercept the fixed effects already separate."""
+    return EvalkitInputError(
+        f"the random intercept of {level.name} is confounded with the fixed effects: "
+        f"they already separate its {groups} groups, so its variance is not identified. "
+        "Remove it from the fixed part or from the random part."
+    )
 
 
 def check_finite(frame: ModelFrame, terms: list[str], response: str, index: pd.Index) -> None:
@@ -499,3 +539,16 @@ def check_rank(xtx: np.ndarray, terms: tuple[str, ...]) -> None:
         raise EvalkitInputError(
             f"fixed effects are collinear: {', '.join(collinear)} add nothing to the terms before them."
         )
+
+
+def ones_column(spec: MixedModelSpec) -> int | None:
+    """Index in the statistics' layout ``[Z_L, …, Z_1, X, y]`` of a column of ones (a
+    random intercept, else the fixed intercept), or ``None``."""
+    offset = 0
+    for level in spec.levels:
+        if "1" in level.columns:
+            return offset + level.columns.index("1")
+        offset += len(level.columns)
+    if INTERCEPT in spec.terms:
+        return offset + spec.terms.index(INTERCEPT)
+    return None

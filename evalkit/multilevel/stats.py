@@ -38,6 +38,10 @@ class SufficientStats:
         Number of groups per level, lowest first.
     p, n
         Number of fixed effects and of observations.
+    group_codes
+        For each level (lowest first), the group code (as in the model's labels) of
+        each of its groups in the order of ``cross`` and ``starts``; ``None`` for
+        statistics that were drawn rather than read from data.
     """
 
     cross: np.ndarray
@@ -46,6 +50,21 @@ class SufficientStats:
     n_groups: list[int]
     p: int
     n: int
+    group_codes: tuple[np.ndarray, ...] | None = None
+
+    def ancestors(self, level: int) -> np.ndarray:
+        """For each lowest group, the position of its group at ``level``."""
+        position = np.arange(self.cross.shape[0])
+        for starts in self.starts[:level]:
+            position = np.searchsorted(starts, position, side="right") - 1
+        return position
+
+    def level_sums(self, level: int, rows: list[int], columns: list[int]) -> np.ndarray:
+        """``Σ cross[:, rows, columns]`` over the rows of each group of ``level``."""
+        block = self.cross[:, rows][:, :, columns]
+        for starts in self.starts[:level]:
+            block = np.add.reduceat(block, starts, axis=0)
+        return block
 
 
 @dataclass(frozen=True)
@@ -154,16 +173,43 @@ def build(
             sums = np.add.reduceat(block[:, i : i + 1] * block[:, i:], local, axis=0)
             cross[first:last, i, i:] = sums
             cross[first:last, i:, i] = sums
+    starts, group_codes = nesting_starts([lv[boundaries] for lv in codes])
+    n_groups = [int(boundaries.size)] + [int(s.size) for s in starts]
+    return SufficientStats(
+        cross=cross, starts=starts, q=q, n_groups=n_groups, p=p, n=n, group_codes=group_codes
+    )
+
+
+def nesting_starts(
+    codes_per_group: list[np.ndarray],
+) -> tuple[list[np.ndarray], tuple[np.ndarray, ...]]:
+    """From each level's code of every lowest group (groups sorted top level first), the
+    start of each parent's children per level and each level's codes in group order."""
     starts = []
-    codes_per_group = [lv[boundaries] for lv in codes]  # each level's code, per lowest group
-    first = np.arange(boundaries.size)  # first lowest group of each current-level group
-    for level in range(1, len(codes)):
+    first = np.arange(codes_per_group[0].size)  # first lowest group of each current group
+    ordered = [codes_per_group[0]]
+    for level in range(1, len(codes_per_group)):
         parent_codes = codes_per_group[level][first]
         child_starts = np.flatnonzero(np.r_[True, parent_codes[1:] != parent_codes[:-1]])
         starts.append(child_starts)
         first = first[child_starts]
-    n_groups = [int(boundaries.size)] + [int(s.size) for s in starts]
-    return SufficientStats(cross=cross, starts=starts, q=q, n_groups=n_groups, p=p, n=n)
+        ordered.append(codes_per_group[level][first])
+    return starts, tuple(ordered)
+
+
+def stats_from_groups(
+    cross: np.ndarray, codes_per_group: list[np.ndarray], q: list[int], p: int, n: int
+) -> SufficientStats:
+    """Sufficient statistics from cross-products already summed per lowest group (by a
+    database ``GROUP BY``), in any order: sorted by the hierarchy here."""
+    order = np.lexsort(tuple(codes_per_group))
+    cross = cross[order]
+    sorted_codes = [c[order] for c in codes_per_group]
+    starts, group_codes = nesting_starts(sorted_codes)
+    n_groups = [int(cross.shape[0])] + [int(s.size) for s in starts]
+    return SufficientStats(
+        cross=cross, starts=starts, q=q, n_groups=n_groups, p=p, n=n, group_codes=group_codes
+    )
 
 
 PADDING = 1.5

@@ -12,7 +12,8 @@ import pandas as pd
 from scipy import stats
 
 from evalkit.core import EvalkitInputError, VarianceComponents, check_option
-from evalkit.multilevel.spec import require_fit
+from evalkit.multilevel.spec import ones_column, require_fit
+from evalkit.multilevel.stats import SufficientStats
 
 if TYPE_CHECKING:
     from evalkit.multilevel.model import LMMResults
@@ -33,10 +34,21 @@ def _components(result: LMMResults) -> VarianceComponents:
 
 def check_reference(result: LMMResults, reference: LMMResults) -> None:
     """A reference model must be a fit of the same outcome on the same rows."""
-    same = reference.specification is not None and (
-        reference.frame.y.shape == result.frame.y.shape
-        and np.array_equal(reference.frame.y, result.frame.y)
-    )
+    mine, theirs = result.specification, reference.specification
+    if mine is None or theirs is None:
+        same = False
+    elif mine.in_memory and theirs.in_memory:
+        same = reference.frame.y.shape == result.frame.y.shape and np.array_equal(
+            reference.frame.y, result.frame.y
+        )
+    else:
+        # fits where the data live: the same outcome, rows and sums of the outcome
+        same = (
+            mine.response == theirs.response
+            and mine.nobs == theirs.nobs
+            and mine.source == theirs.source
+            and bool(np.allclose(_outcome_moments(result), _outcome_moments(reference), rtol=1e-10))
+        )
     if not same:
         raise EvalkitInputError(
             "reference must be a fit of the same outcome to the same rows (usually the null "
@@ -55,14 +67,58 @@ def icc(result: LMMResults) -> dict[str, float]:
     return {name: value / total for name, value in tau.items()}
 
 
+def _outcome_moments(result: LMMResults) -> tuple[float, float]:
+    """The outcome's sum and sum of squares about the fit's shift, from the statistics."""
+    spec = result._spec()
+    stats = spec.stats
+    assert isinstance(stats, SufficientStats)
+    ones = ones_column(spec)
+    total = float(stats.cross[:, ones, -1].sum()) if ones is not None else float("nan")
+    return total + spec.outcome_shift * stats.n, float(stats.cross[:, -1, -1].sum())
+
+
 def random_variance(result: LMMResults) -> float:
     """Mean variance the random effects add to an observation: ``Σ_l mean_i z_ilᵀ Σ_l z_il``
     (Johnson 2014's extension of Nakagawa & Schielzeth to random slopes)."""
-    assert result.frame is not None
+    spec = result._spec()
+    if not spec.in_memory:
+        return _random_variance_from_stats(result)
     total = 0.0
     for level, z in zip(result.levels, result.frame.z, strict=True):
         sigma = _components(result).matrix(level.name).to_numpy()
         total += float(np.mean(np.einsum("ij,jk,ik->i", z, sigma, z)))
+    return total
+
+
+def _fixed_variance_from_stats(result: LMMResults) -> float:
+    """The variance of ``Xβ̂`` from ``Σ XᵀX`` and the column sums (a fit whose rows
+    were never loaded)."""
+    spec = result._spec()
+    stats = spec.stats
+    assert isinstance(stats, SufficientStats)
+    ones = ones_column(spec)
+    if ones is None:
+        return float("nan")
+    q_total, p, n = sum(stats.q), stats.p, stats.n
+    block = slice(q_total, q_total + p)
+    xtx = stats.cross[:, block, block].sum(axis=0)
+    means = stats.cross[:, ones, block].sum(axis=0) / n
+    beta = result.params.to_numpy()
+    centred = float(beta @ xtx @ beta) - n * float(means @ beta) ** 2
+    return centred / (n - 1)
+
+
+def _random_variance_from_stats(result: LMMResults) -> float:
+    spec = result._spec()
+    stats = spec.stats
+    assert isinstance(stats, SufficientStats)
+    total, offset = 0.0, 0
+    for level in spec.levels:
+        width = len(level.columns)
+        ztz = stats.cross[:, offset : offset + width, offset : offset + width].sum(axis=0)
+        sigma = _components(result).matrix(level.name).to_numpy()
+        total += float(np.trace(sigma @ ztz)) / stats.n
+        offset += width
     return total
 
 
@@ -72,9 +128,11 @@ def r_squared(result: LMMResults) -> dict[str, float]:
     ``(σ²_f + σ²_r)/(σ²_f + σ²_r + σ²)``, ``σ²_f`` the variance of the fixed-part
     predictions."""
     require_fit(result, "r_squared()")
-    assert result.frame is not None
-    fitted = result.frame.x @ result.params.to_numpy()
-    var_f = float(np.var(fitted, ddof=1))
+    if result._spec().in_memory:
+        fitted = result.frame.x @ result.params.to_numpy()
+        var_f = float(np.var(fitted, ddof=1))
+    else:
+        var_f = _fixed_variance_from_stats(result)
     var_r = random_variance(result)
     total = var_f + var_r + result.sigma2
     return {"marginal": var_f / total, "conditional": (var_f + var_r) / total}
