@@ -21,6 +21,7 @@ from evalkit.core.robust import (
 from evalkit.core.sources import (
     Aggregate,
     DaskSource,
+    DataQuery,
     DataSource,
     DuckDBSource,
     SourceKind,
@@ -70,6 +71,7 @@ __all__ = [
     "Assignment",
     "AttritionBoundary",
     "DaskSource",
+    "DataQuery",
     "DataSource",
     "Dropped",
     "DuckDBSource",

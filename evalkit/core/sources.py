@@ -245,13 +245,28 @@ def _combine(values: pd.Series, how: Combine) -> Any:
     return present.min() if how == "min" else present.max()
 
 
+@dataclass(frozen=True)
+class DataQuery:
+    """Rows of Parquet/CSV files selected by a SQL condition: a description of data
+    that any process (a Dask worker, a later ``refit``) can open again.
+
+    Examples
+    --------
+    >>> DataQuery("state/*.parquet", where="district_id = 12")
+    DataQuery(path='state/*.parquet', where='district_id = 12')
+    """
+
+    path: str
+    where: str = "TRUE"
+
+
 _PARQUET = (".parquet", ".pq")
 _CSV = (".csv", ".tsv", ".csv.gz", ".tsv.gz", ".txt")
 
 
 def is_data_source(data: object) -> bool:
     """Whether ``data`` is something :func:`open_source` reads (not a pandas DataFrame)."""
-    if isinstance(data, str | os.PathLike):
+    if isinstance(data, str | os.PathLike | DataQuery):
         return True
     module = type(data).__module__
     return module.startswith("duckdb") or (
@@ -264,6 +279,11 @@ def open_source(data: object, *, client: Any = None) -> DataSource:
     Dask DataFrame; anything else is an error naming what is accepted."""
     if isinstance(data, str | os.PathLike):
         return _open_path(str(data))
+    if isinstance(data, DataQuery):
+        opened = _open_path(data.path)
+        return DuckDBSource(
+            opened.relation.filter(data.where), f"{opened.description} where {data.where}"
+        )
     module = type(data).__module__
     if module.startswith("dask") and hasattr(data, "map_partitions"):
         return DaskSource(data, client)

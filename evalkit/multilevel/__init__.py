@@ -10,6 +10,7 @@ from evalkit.multilevel.from_statistics import StatisticsFit, fit_statistics
 from evalkit.multilevel.glmm import GLMMResults, glmm
 from evalkit.multilevel.gtheory import GStudy, g_study
 from evalkit.multilevel.hypotheses import LikelihoodRatioTest, f_test, lrt
+from evalkit.multilevel.many import ManyFits, fit_many
 from evalkit.multilevel.model import DfMethod, EstimationMethod, LMMResults, lmm
 from evalkit.multilevel.profile_ci import profile_intervals
 from evalkit.multilevel.robust import robust
@@ -32,6 +33,7 @@ __all__ = [
     "LMMResults",
     "Level",
     "LikelihoodRatioTest",
+    "ManyFits",
     "Marginal",
     "MixedModelSpec",
     "ModelFrame",
@@ -45,6 +47,7 @@ __all__ = [
     "clusters",
     "effect_size",
     "f_test",
+    "fit_many",
     "fit_statistics",
     "g_study",
     "glmm",

@@ -66,6 +66,10 @@ class ThetaLayout:
         return out
 
 
+PADDING = 1.5
+"""Children of every parent are padded to the largest family when that adds at most
+half again as many rows (see :class:`Reducer`)."""
+
 EM_FLOOR = 0.05
 """Smallest starting θ taken from the EM start (see :func:`optimise`)."""
 
@@ -80,8 +84,10 @@ class Reducer:
 
     When the lowest level has random intercepts only (q = 1), its update for group g
     is ``rest_g − w_g z_g z_gᵀ`` with the scalar ``w_g = t²/(1 + t² z_gz_g)``, so the
-    parents' sums need only ``Σ rest_g`` (fixed) and ``Σ w_g vec(z_g z_gᵀ)``: one
-    sparse-by-dense product per evaluation instead of summing (G × c × c) arrays.
+    parents' sums need only ``Σ rest_g`` (fixed) and ``Σ w_g z_g z_gᵀ``: the children
+    of each parent are laid out as one padded block (zero rows add nothing) and the
+    weighted sums are one batched product per evaluation, reading ``G × c`` numbers
+    instead of ``G × c²``.
     """
 
     def __init__(self, stats: SufficientStats) -> None:
@@ -90,18 +96,36 @@ class Reducer:
         if self.fast:
             cross = stats.cross
             g = cross.shape[0]
+            starts = stats.starts[0]
+            sizes = np.diff(np.r_[starts, g])
+            parent = np.repeat(np.arange(starts.size), sizes)
+            position = np.arange(g) - np.repeat(starts, sizes)
+            self.width = width = cross.shape[1] - 1
             self.zz = cross[:, 0, 0].copy()
-            zw = cross[:, 0, 1:]
-            width = zw.shape[1]
-            self.outer = (zw[:, :, None] * zw[:, None, :]).reshape(g, width * width)
-            self.rest = np.add.reduceat(cross[:, 1:, 1:], stats.starts[0], axis=0)
-            n_parents = stats.starts[0].size
-            parents = np.repeat(np.arange(n_parents), np.diff(np.r_[stats.starts[0], g]))
-            # Parent-by-group membership; its data vector is replaced by the weights.
-            self.membership = sparse.csr_matrix(
-                (np.ones(g), (parents, np.arange(g))), shape=(n_parents, g)
-            )
-            self.width = width
+            self.rest = np.add.reduceat(cross[:, 1:, 1:], starts, axis=0)
+            self.placement = (parent, position)
+            self.padded = starts.size * int(sizes.max()) <= PADDING * g
+            if self.padded:
+                self.padded_zw = np.zeros((starts.size, int(sizes.max()), width))
+                self.padded_zw[parent, position] = cross[:, 0, 1:]
+            else:  # very unequal families: a parent-by-group sparse sum of z_g z_gᵀ
+                zw = cross[:, 0, 1:]
+                self.outer = (zw[:, :, None] * zw[:, None, :]).reshape(g, width * width)
+                self.membership = sparse.csr_matrix(
+                    (np.ones(g), (parent, np.arange(g))), shape=(starts.size, g)
+                )
+
+    def weighted_outer(self, weights: np.ndarray) -> np.ndarray:
+        """``Σ_{g ∈ parent} weights_g z_g z_gᵀ`` for every parent (lowest-level groups'
+        rows of cross-products ``z_g = cross[g, 0, 1:]``)."""
+        if not self.padded:
+            self.membership.data = weights  # groups are in parent order, as the CSR data
+            summed = self.membership @ self.outer
+            return np.asarray(summed).reshape(-1, self.width, self.width)
+        padded = np.zeros(self.padded_zw.shape[:2])
+        padded[self.placement] = weights
+        scaled = self.padded_zw * padded[:, :, None]
+        return np.matmul(np.swapaxes(scaled, 1, 2), self.padded_zw)
 
     def __call__(self, factors: list[np.ndarray]) -> Reduction:
         """Totals ``log|M|``, ``XᵀM⁻¹X``, ``XᵀM⁻¹y`` and ``yᵀM⁻¹y`` at the given T's."""
@@ -110,9 +134,7 @@ class Reducer:
             scale = float(factors[0][0, 0]) ** 2
             c = 1.0 + scale * self.zz
             logdet = float(np.log(c).sum())
-            self.membership.data = scale / c  # groups are in parent order, as the CSR data
-            summed = self.membership @ self.outer
-            cross = self.rest - summed.reshape(-1, self.width, self.width)
+            cross = self.rest - self.weighted_outer(scale / c)
             return _reduce_levels(cross, factors[1:], stats.starts[1:], stats.p, logdet)
         return _reduce_levels(stats.cross, factors, stats.starts, stats.p, 0.0)
 
@@ -129,6 +151,9 @@ def _reduce_levels(
             c = 1.0 + scale * cross[:, 0, 0]
             logdet += float(np.log(c).sum())
             zw = cross[:, 0, 1:]
+            if level == last:  # only the total is needed: one matrix product
+                total = cross[:, 1:, 1:].sum(axis=0) - (zw * (scale / c)[:, None]).T @ zw
+                return Reduction(logdet, total[:p, :p], total[:p, p], float(total[p, p]))
             cross = cross[:, 1:, 1:] - (scale / c)[:, None, None] * (
                 zw[:, :, None] * zw[:, None, :]
             )
@@ -152,7 +177,13 @@ def reducer_for(stats: SufficientStats | CrossedStats) -> Reducer | CrossedReduc
     the nested recursion, or the blocked factorisation of a crossed design."""
     if isinstance(stats, CrossedStats):
         return CrossedReducer(stats)
-    return Reducer(stats)
+    # the θ-free set-up is kept with the statistics: the optimiser, the results and
+    # the df all reduce the same statistics
+    cached = stats.__dict__.get("_reducer")
+    if cached is None:
+        cached = Reducer(stats)
+        object.__setattr__(stats, "_reducer", cached)
+    return cached
 
 
 def reduce(stats: SufficientStats, factors: list[np.ndarray]) -> Reduction:

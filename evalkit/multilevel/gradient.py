@@ -35,13 +35,9 @@ def _forward(
         d = 1.0 + s[0] * zz
         logdet = float(np.log(d).sum())
         dlogdet[0] = float((zz / d).sum())
-        reducer.membership.data = s[0] / d
-        cross = reducer.rest - (reducer.membership @ reducer.outer).reshape(
-            -1, reducer.width, reducer.width
-        )
-        reducer.membership.data = 1.0 / d**2
+        cross = reducer.rest - reducer.weighted_outer(s[0] / d)
         derivs = np.zeros((k, *cross.shape))
-        derivs[0] = -(reducer.membership @ reducer.outer).reshape(-1, reducer.width, reducer.width)
+        derivs[0] = -reducer.weighted_outer(1.0 / d**2)
         first = 1
     else:
         cross = stats.cross
@@ -54,6 +50,9 @@ def _forward(
         d = 1.0 + s[level] * a
         w = s[level] / d
         logdet += float(np.log(d).sum())
+        if level == k - 1:  # the top: only the totals are needed, as matrix products
+            total, dtotal = _top_totals(cross, derivs, u, a, d, w, s[level], level, dlogdet)
+            return logdet, dlogdet, total, dtotal
         uu = u[:, :, None] * u[:, None, :]
         updated = np.empty((k, cross.shape[0], cross.shape[1] - 1, cross.shape[2] - 1))
         for m in range(k):
@@ -71,10 +70,36 @@ def _forward(
             )
         cross = cross[:, 1:, 1:] - w[:, None, None] * uu
         derivs = updated
-        if level < k - 1:
-            cross = np.add.reduceat(cross, stats.starts[level], axis=0)
-            derivs = np.add.reduceat(derivs, stats.starts[level], axis=1)
-    return logdet, dlogdet, cross.sum(axis=0), derivs.sum(axis=1)
+        cross = np.add.reduceat(cross, stats.starts[level], axis=0)
+        derivs = np.add.reduceat(derivs, stats.starts[level], axis=1)
+    raise AssertionError("unreachable: the loop returns at the top level")  # pragma: no cover
+
+
+def _top_totals(
+    cross: np.ndarray,
+    derivs: np.ndarray,
+    u: np.ndarray,
+    a: np.ndarray,
+    d: np.ndarray,
+    w: np.ndarray,
+    s_level: float,
+    level: int,
+    dlogdet: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``Σ_g (C_g[1:,1:] − w_g u_g u_gᵀ)`` and its derivatives over the top level's
+    groups as ``(w ∘ U)ᵀU`` products (updates ``dlogdet`` in place)."""
+    total = cross[:, 1:, 1:].sum(axis=0) - (u * w[:, None]).T @ u
+    dtotal = np.empty((derivs.shape[0], *total.shape))
+    for m in range(derivs.shape[0]):
+        own = 1.0 if m == level else 0.0
+        da = derivs[m][:, 0, 0]
+        du = derivs[m][:, 0, 1:]
+        dd = own * a + s_level * da
+        dlogdet[m] += float((dd / d).sum())
+        dw = (own - w * dd) / d
+        mixed = (du * w[:, None]).T @ u
+        dtotal[m] = derivs[m][:, 1:, 1:].sum(axis=0) - (u * dw[:, None]).T @ u - mixed - mixed.T
+    return total, dtotal
 
 
 def _profiled(
