@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/crossed.py
 	$(BIN)/python benchmarks/glmm.py
 	$(BIN)/python benchmarks/mediation.py
+	$(BIN)/python benchmarks/state_scale.py
 
 clean:
 	rm -rf $(VENV) site results .pytest_cache .mypy_cache .ruff_cache
