@@ -150,7 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
         "lmm", help='linear mixed model: evalkit lmm "y ~ x + (1 | school)" data.csv'
     )
     lmm.add_argument("formula")
-    lmm.add_argument("csv", type=Path)
+    lmm.add_argument(
+        "csv",
+        type=Path,
+        help="a CSV file (read into memory), or Parquet files (a path or quoted glob such "
+        "as 'state/*.parquet', fitted where they live)",
+    )
     _encoding(lmm)
     lmm.add_argument("--method", default="REML", choices=("REML", "ML"))
     lmm.add_argument(
@@ -312,7 +317,12 @@ def _lmm(args: argparse.Namespace) -> int:
     from evalkit.multilevel import lmm
     from evalkit.tables import regression_table
 
-    data = read_table(args.csv, args.encoding)
+    text = str(args.csv)
+    data: object
+    if text.lower().endswith((".parquet", ".pq")) or any(c in text for c in "*?["):
+        data = text  # Parquet files or a glob: fitted where the data live (DuckDB)
+    else:
+        data = read_table(args.csv, args.encoding)
     fit = lmm(args.formula, data, method=args.method, df_method=args.df_method)
     _emit(
         args,

@@ -7,10 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from evalkit import analyses
 from evalkit.cli import main
+from evalkit.multilevel import lmm
 
 ROOT = Path(__file__).resolve().parents[1]
 ANALYSES = sorted(analyses.available())
@@ -212,3 +214,19 @@ def test_own_studies_run_through_the_synthesis(tmp_path: Path) -> None:
     code = main(["run", "coaching_synthesis", "--studies", str(studies), "--out", str(tmp_path)])
     assert code == 0
     assert (tmp_path / "coded_effect_sizes.csv").exists()
+
+
+def test_lmm_on_parquet_files_is_fitted_where_they_live(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hsb = pd.read_csv(ROOT / "evalkit" / "data" / "datasets" / "hsb.csv")
+    for part, rows in hsb.groupby(hsb.index % 2):
+        rows.to_parquet(tmp_path / f"hsb_{part}.parquet")
+    formula = "mathach ~ ses + (1 | school)"
+    assert main(["lmm", formula, str(tmp_path / "hsb_*.parquet"), "--format", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    glance = shown["glance"][0]
+    assert glance["data_source"].endswith("(2 files)")
+    expected = lmm(formula, hsb)
+    estimates = {row["term"]: row["estimate"] for row in shown["tidy"]}
+    assert estimates["ses"] == pytest.approx(expected.params["ses"], rel=1e-10)
