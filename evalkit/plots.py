@@ -4,11 +4,14 @@ without pyplot, so no backend is chosen and nothing needs a display."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 from evalkit.core import EvalkitInputError, figure_and_axes
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def effect_size_plot(

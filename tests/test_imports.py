@@ -31,6 +31,21 @@ def test_importing_evalkit_leaves_the_backend_alone() -> None:
     assert run.stdout.split() == ["svg", "False"]
 
 
+def test_importing_evalkit_does_not_load_matplotlib() -> None:
+    """matplotlib is imported when a figure is drawn: a script or a command that fits
+    models does not pay for it (about half a second of the import time)."""
+    script = (
+        "import sys\n"
+        "import evalkit, evalkit.meta, evalkit.multilevel, evalkit.plots, evalkit.cli\n"
+        "print(any(name.startswith('matplotlib') for name in sys.modules))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=300
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["False"]
+
+
 def test_plot_functions_return_figures() -> None:
     expectancy = evalkit.datasets.load("raudenbush1985")
     fit = meta.random_effects(expectancy, effect="yi", variance="vi")

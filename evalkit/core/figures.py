@@ -5,9 +5,10 @@ pyplot's registry."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from matplotlib.figure import Figure
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def figure_and_axes(
@@ -24,5 +25,7 @@ def figure_and_axes(
     """
     if ax is not None:
         return ax.figure, ax
+    from matplotlib.figure import Figure  # imported when a figure is drawn
+
     figure = Figure(figsize=figsize)
     return figure, figure.subplots()

@@ -12,16 +12,17 @@ around the pooled estimate, its CI and its prediction interval.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-from matplotlib import transforms
-from matplotlib.figure import Figure
 from scipy import stats
 
 from evalkit.core import EvalkitInputError, RobustResults, figure_and_axes
 from evalkit.meta._results import MetaResults
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SortOrder = Literal["estimate", "weight", "precision"]
 
@@ -168,6 +169,8 @@ def forest_plot(
     blocks.append(("pooled", _pooled_row(result, robust, level)))
     n = len(blocks)
     figure, axes = figure_and_axes(figsize=(9.0 if columns else 7.0, 1.3 + 0.28 * n))
+    from matplotlib import transforms  # imported when drawing (importing evalkit stays fast)
+
     text = transforms.blended_transform_factory(axes.transAxes, axes.transData)
     pct = round(100 * level)
     max_weight = float(frame["weight"].max())

@@ -5,15 +5,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from scipy import stats
 
 from evalkit.core import INTERCEPT, EvalkitInputError, figure_and_axes
 from evalkit.meta._results import MetaResults
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DEFAULT_RHOS = tuple(round(0.1 * i, 1) for i in range(10))
 

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from scipy import stats
 
 from evalkit.core import (
@@ -41,6 +40,9 @@ from evalkit.meta._selection_functions import (
 )
 from evalkit.meta._selection_likelihood import Optimum, Problem, difference_steps, maximise
 from evalkit.meta._univariate import fit
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)

@@ -231,9 +231,19 @@ class CrossedReducer:
         self.stats = stats
         self.n = stats.n
         self.p = stats.p
+        self._last: tuple[bytes, _State] | None = None
 
     def evaluate(self, factors: list[np.ndarray]) -> _State:
-        """The factorisation at ``factors`` (the T of every level)."""
+        """The factorisation at ``factors`` (the T of every level); the last one is
+        remembered (the results and the df at the optimum ask for it again)."""
+        key = b"".join(np.ascontiguousarray(t, dtype=np.float64).tobytes() for t in factors)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        state = self._evaluate(factors)
+        self._last = (key, state)
+        return state
+
+    def _evaluate(self, factors: list[np.ndarray]) -> _State:
         s = self.stats
         t0 = factors[0]
         q0 = t0.shape[0]

@@ -175,13 +175,12 @@ def _reduce_levels(
 def reducer_for(stats: SufficientStats | CrossedStats) -> Reducer | CrossedReducer:
     """The evaluator of ``log|M|`` and the ``M⁻¹`` cross-products for these statistics:
     the nested recursion, or the blocked factorisation of a crossed design."""
-    if isinstance(stats, CrossedStats):
-        return CrossedReducer(stats)
     # the θ-free set-up is kept with the statistics: the optimiser, the results and
-    # the df all reduce the same statistics
+    # the df all reduce the same statistics (and a crossed reducer remembers its last
+    # factorisation, which the results and the df at the optimum reuse)
     cached = stats.__dict__.get("_reducer")
     if cached is None:
-        cached = Reducer(stats)
+        cached = CrossedReducer(stats) if isinstance(stats, CrossedStats) else Reducer(stats)
         object.__setattr__(stats, "_reducer", cached)
     return cached
 
