@@ -24,6 +24,7 @@ from evalkit.core import (
     quote,
 )
 from evalkit.multilevel.model import LMMResults, lmm
+from evalkit.multilevel.pushdown import sql_literal
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def _subsets(data: object, by: str | list[str] | None) -> tuple[list[Hashable], 
         values = sorted(source.distinct(quote(columns[0]), where="TRUE"))
         return (
             list(values),
-            [DataQuery(query.path, f"({query.where}) AND {quote(columns[0])} = {_literal(v)}")
+            [DataQuery(query.path, f"({query.where}) AND {quote(columns[0])} = {sql_literal(v)}")
              for v in values],
             name,
         )  # fmt: skip
@@ -132,14 +133,6 @@ def _subsets(data: object, by: str | list[str] | None) -> tuple[list[Hashable], 
     raise EvalkitInputError(
         f"data must be a DataFrame, files or a mapping; got {type(data).__name__}."
     )
-
-
-def _literal(value: Any) -> str:
-    if isinstance(value, bool | np.bool_):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int | float | np.integer | np.floating):
-        return repr(value.item() if hasattr(value, "item") else value)
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def fit_many(
