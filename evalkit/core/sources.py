@@ -47,7 +47,8 @@ class Aggregate:
 
     def sql(self) -> str:
         """The aggregate as SQL."""
-        return f"{self.how.upper()}({self.expression}) AS {quote(self.alias)}"
+        how = "FSUM" if self.how == "sum" else self.how.upper()  # Kahan-Babuska: order-free
+        return f"{how}({self.expression}) AS {quote(self.alias)}"
 
 
 def _kind_of_sql(type_name: str) -> SourceKind:

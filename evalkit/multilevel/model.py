@@ -98,11 +98,10 @@ class LMMResults(ModelResults):
     @property
     def rows_used(self) -> np.ndarray:
         """Positions (in ``data``) of the fitted rows."""
-        rows = self._spec().rows_used
-        if rows is None:
-            self._spec().frame  # noqa: B018  (an error naming what needs the rows)
-            raise AssertionError  # pragma: no cover
-        return rows
+        spec = self._spec()
+        if spec.rows_used is None:
+            raise spec.rows_not_loaded()
+        return spec.rows_used
 
     @property
     def group_labels(self) -> tuple[np.ndarray, ...]:

@@ -132,13 +132,17 @@ class MixedModelSpec:
     def frame(self) -> ModelFrame:
         """The fitted rows; an error for a model fitted where its data live."""
         if self.model_frame is None:
-            raise EvalkitInputError(
-                f"this model was fitted where its data live ({self.source}): only per-group "
-                "sums were read, so what needs the rows themselves (Kenward-Roger df, CR2 "
-                "standard errors, residuals, Bayesian refits) is not available. Use "
-                "df_method='satterthwaite' or 'containment', or load the rows into pandas."
-            )
+            raise self.rows_not_loaded()
         return self.model_frame
+
+    def rows_not_loaded(self) -> EvalkitInputError:
+        """The error for asking a model fitted where its data live for its rows."""
+        return EvalkitInputError(
+            f"this model was fitted where its data live ({self.source}): only per-group "
+            "sums were read, so what needs the rows themselves (Kenward-Roger df, CR2 "
+            "standard errors, residuals, Bayesian refits) is not available. Use "
+            "df_method='satterthwaite' or 'containment', or load the rows into pandas."
+        )
 
     @property
     def crossed(self) -> bool:
