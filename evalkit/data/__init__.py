@@ -1,6 +1,7 @@
 """Data for evaluations: validation, the simulated district and bundled datasets."""
 
 from evalkit.data.messy import EXPORT_MAPPING, bundled_export, messy_exports, write_exports
+from evalkit.data.panel import PanelSDs, simulate_student_panel
 from evalkit.data.ratings import RatingSDs, simulate_observation_scores
 from evalkit.data.rollout import simulate_rollout
 from evalkit.data.simulate import (
@@ -20,6 +21,7 @@ __all__ = [
     "SURVEY_ITEMS",
     "District",
     "DistrictTruth",
+    "PanelSDs",
     "RatingSDs",
     "bundled_export",
     "check_columns",
@@ -30,5 +32,6 @@ __all__ = [
     "simulate_district",
     "simulate_observation_scores",
     "simulate_rollout",
+    "simulate_student_panel",
     "write_exports",
 ]

@@ -13,12 +13,27 @@ from scipy.linalg import block_diag
 
 from evalkit.core import INTERCEPT, EvalkitInputError, figure_and_axes
 from evalkit.multilevel.crossed import CrossedReducer, CrossedStats
+from evalkit.multilevel.engine import reducer_for
 from evalkit.multilevel.frame import Marginal, clusters
+from evalkit.multilevel.iterative import IterativeReducer, IterativeStats
 from evalkit.multilevel.spec import require_fit
 from evalkit.multilevel.stats import SufficientStats
 
 if TYPE_CHECKING:
     from evalkit.multilevel.model import LMMResults
+
+
+def _crossed_rows(
+    modes: list[np.ndarray], variances: list[np.ndarray], sigma2: float
+) -> dict[int, list[tuple[Any, ...]]]:
+    """(code, component, mode, conditional variance) per level of a crossed fit."""
+    return {
+        index: [
+            (code, 0, float(m), sigma2 * float(v))
+            for code, (m, v) in enumerate(zip(mode, var, strict=True))
+        ]
+        for index, (mode, var) in enumerate(zip(modes, variances, strict=True))
+    }
 
 
 def ranef(result: LMMResults) -> dict[str, pd.DataFrame]:
@@ -41,11 +56,13 @@ def ranef(result: LMMResults) -> dict[str, pd.DataFrame]:
     elif isinstance(stats, CrossedStats) and all(k == 1 for k in stats.q):
         # crossed random intercepts: from the blocked factorisation, at any size
         modes, variances = CrossedReducer(stats).conditional_modes(result.theta)
-        for index, (mode, var) in enumerate(zip(modes, variances, strict=True)):
-            rows[index] = [
-                (code, 0, float(m), result.sigma2 * float(v))
-                for code, (m, v) in enumerate(zip(mode, var, strict=True))
-            ]
+        rows = _crossed_rows(modes, variances, result.sigma2)
+    elif isinstance(stats, IterativeStats):
+        # the iterative engine's modes are solved; their variances estimated (probes)
+        reducer = reducer_for(stats)
+        assert isinstance(reducer, IterativeReducer)
+        modes, variances = reducer.conditional_modes(result.theta)
+        rows = _crossed_rows(modes, variances, result.sigma2)
     for cluster in clusters(result.frame) if not rows[0] else ():
         marginal = Marginal.at(cluster, factors, result.sigma2)
         resid = cluster.y - cluster.x @ beta

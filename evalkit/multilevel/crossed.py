@@ -108,9 +108,7 @@ def check_memory(names: list[str], n_groups: list[int], q: list[int], p: int) ->
             f"the crossed factors {sizes} leave a dense {side:,} × {side:,} factor after "
             f"{names[0]} ({n_groups[0]:,} groups) is eliminated; factoring it at every "
             f"likelihood evaluation would take minutes (the limit is {DENSE_SIDE_LIMIT:,}). "
-            "A sparse factorisation of this remainder is not available yet: fit a model "
-            "whose smaller crossed factors have fewer groups, or nest a factor in another "
-            "(e.g. (1 | school:teacher) in a nested model)."
+            + _larger_designs(q)
         )
     need = dense_bytes(n_groups, q, p)
     have = available_memory()
@@ -118,10 +116,23 @@ def check_memory(names: list[str], n_groups: list[int], q: list[int], p: int) ->
         raise EvalkitInputError(
             f"the crossed factors {sizes} need a dense {side:,} × {side:,} factor after "
             f"{names[0]} is eliminated: about {need / 2**30:.1f} GiB with working copies, "
-            f"and this machine has {have / 2**30:.1f} GiB available. Fit a smaller model "
-            "(for example a factor nested in another as (1 | school:teacher) in a nested "
-            "model), or a subset of the data."
+            f"and this machine has {have / 2**30:.1f} GiB available. " + _larger_designs(q)
         )
+
+
+def _larger_designs(q: list[int]) -> str:
+    """What to do about a crossed design too large to factor."""
+    if all(k == 1 for k in q):
+        return (
+            "Random intercepts this large are fitted by the iterative engine "
+            "(solver='iterative', which solver='auto' chooses), with a Monte Carlo error "
+            "it reports."
+        )
+    return (
+        "The iterative engine fits crossed random intercepts only: this model has random "
+        "slopes. Put the slopes on a factor with fewer groups, nest a factor in another "
+        "(e.g. (1 | school:teacher) in a nested model), or fit a subset of the data."
+    )
 
 
 def build_crossed(
@@ -447,7 +458,48 @@ product with the θ-free blocks, far less than one likelihood evaluation."""
 EM_TOLERANCE = 2e-3
 
 
+@dataclass(frozen=True)
+class EMParts:
+    """What the EM sweeps read: per level the groups' ``Σz²``, ``ZᵀX`` and ``Zᵀy``;
+    ``Z_rᵀZ_r`` (dense or sparse), ``Z₀ᵀZ_r`` and ``XᵀX``, ``Xᵀy``, ``yᵀy``."""
+
+    n: int
+    counts: list[np.ndarray]
+    zx: list[np.ndarray]
+    zy: list[np.ndarray]
+    rest_rest: np.ndarray | sparse.csr_matrix
+    first_rest: sparse.csr_matrix
+    xtx: np.ndarray
+    xty: np.ndarray
+    yty: float
+
+
+def em_parts(stats: CrossedStats) -> EMParts:
+    """The EM pieces of the dense engine's statistics."""
+    s = stats
+    p, q_rest = s.p, s.q_rest
+    xy = s.rest[q_rest:, q_rest:]
+    bounds = np.cumsum([0, *s.n_groups[1:]])
+    spans = list(itertools.pairwise(bounds))
+    return EMParts(
+        n=s.n,
+        counts=[s.first[:, 0, 0]] + [np.diag(s.rest)[a:b] for a, b in spans],
+        zx=[s.first_xy[:, 0, :p]] + [s.rest[a:b, q_rest : q_rest + p] for a, b in spans],
+        zy=[s.first_xy[:, 0, p]] + [s.rest[a:b, q_rest + p] for a, b in spans],
+        rest_rest=s.rest[:q_rest, :q_rest],
+        first_rest=s.first_rest,
+        xtx=xy[:p, :p],
+        xty=xy[:p, p],
+        yty=float(xy[p, p]),
+    )
+
+
 def em_start(stats: CrossedStats) -> np.ndarray:
+    """A starting θ for random intercepts from a few EM sweeps (:func:`em_sweeps`)."""
+    return em_sweeps(em_parts(stats))
+
+
+def em_sweeps(parts: EMParts) -> np.ndarray:
     """A starting θ for random intercepts from a few EM sweeps on the cross-products.
 
     Each sweep updates every factor's conditional modes given the others (a
@@ -455,81 +507,66 @@ def em_start(stats: CrossedStats) -> np.ndarray:
     variance ``v_g = σ²/(n_g + σ²/τ_l)`` of a group taken alone, then β and σ². The
     cross-covariances of the modes are ignored, so this is only a start for the exact
     optimiser — but a start near the optimum halves its evaluations. Everything it
-    needs is in ``stats``: ``Z_lᵀ(y − Xβ − Σ_m Z_m b_m)`` from the blocks of ``ZᵀZ``.
+    needs is in the cross-products: ``Z_lᵀ(y − Xβ − Σ_m Z_m b_m)`` from the blocks of
+    ``ZᵀZ``.
     """
-    s = stats
-    p, q_rest = s.p, s.q_rest
-    xy = s.rest[q_rest:, q_rest:]
-    xtx, xty, yty = xy[:p, :p], xy[:p, p], float(xy[p, p])
-    beta = np.linalg.solve(xtx, xty)
-    sigma2 = max((yty - float(beta @ xty)) / max(s.n - p, 1), 1e-12)
-    sizes = list(s.n_groups)
-    bounds = np.cumsum([0, *s.n_groups[1:]])
-    spans = list(itertools.pairwise(bounds))
-    counts = [s.first[:, 0, 0]] + [np.diag(s.rest)[a:b] for a, b in spans]
-    zx = [s.first_xy[:, 0, :p]] + [s.rest[a:b, q_rest : q_rest + p] for a, b in spans]
-    zy = [s.first_xy[:, 0, p]] + [s.rest[a:b, q_rest + p] for a, b in spans]
-    rest_rest = s.rest[:q_rest, :q_rest]
+    e = parts
+    p = e.xtx.shape[0]
+    beta = np.linalg.solve(e.xtx, e.xty)
+    sigma2 = max((e.yty - float(beta @ e.xty)) / max(e.n - p, 1), 1e-12)
+    sizes = [c.size for c in e.counts]
+    bounds = np.cumsum([0, *sizes[1:]])
     tau = [0.5 * sigma2] * len(sizes)
     modes = [np.zeros(g) for g in sizes]
     for _ in range(EM_SWEEPS):
         before = np.array(tau) / sigma2
         for level in range(len(sizes)):
-            rhs = zy[level] - zx[level] @ beta - _cross_modes(s, level, modes, rest_rest, bounds)
-            shrink = counts[level] + sigma2 / max(tau[level], 1e-12 * sigma2)
+            rhs = e.zy[level] - e.zx[level] @ beta - _cross_modes(e, level, modes, bounds)
+            shrink = e.counts[level] + sigma2 / max(tau[level], 1e-12 * sigma2)
             modes[level] = rhs / shrink
             tau[level] = float(np.mean(modes[level] ** 2 + sigma2 / shrink))
-        z_b = sum(zx[level].T @ modes[level] for level in range(len(sizes)))
-        beta = np.linalg.solve(xtx, xty - z_b)
-        fitted = _fitted_square(s, modes, beta, rest_rest, bounds, xtx)
+        z_b = sum(e.zx[level].T @ modes[level] for level in range(len(sizes)))
+        beta = np.linalg.solve(e.xtx, e.xty - z_b)
         resid = (
-            yty
-            - 2 * float(beta @ xty)
-            - 2 * sum(float(zy[m] @ modes[m]) for m in range(len(sizes)))
+            e.yty
+            - 2 * float(beta @ e.xty)
+            - 2 * sum(float(e.zy[m] @ modes[m]) for m in range(len(sizes)))
         )
-        resid += fitted
+        resid += _fitted_square(e, modes, beta)
         trace = sum(
-            float(np.sum(counts[m] * sigma2 / (counts[m] + sigma2 / max(tau[m], 1e-12 * sigma2))))
+            float(
+                np.sum(e.counts[m] * sigma2 / (e.counts[m] + sigma2 / max(tau[m], 1e-12 * sigma2)))
+            )
             for m in range(len(sizes))
         )
-        sigma2 = max((resid + trace) / s.n, 1e-12)
+        sigma2 = max((resid + trace) / e.n, 1e-12)
         ratio = np.array(tau) / sigma2
         if np.all(np.abs(ratio - before) <= EM_TOLERANCE * np.maximum(ratio, 1e-3)):
             break
     return np.sqrt(np.maximum(np.array(tau) / sigma2, 0.0))
 
 
-def _cross_modes(
-    s: CrossedStats, level: int, modes: list[np.ndarray], rest_rest: np.ndarray, bounds: np.ndarray
-) -> np.ndarray:
+def _cross_modes(e: EMParts, level: int, modes: list[np.ndarray], bounds: np.ndarray) -> np.ndarray:
     """``Σ_{m≠l} Z_lᵀZ_m b_m`` from the blocks of ``ZᵀZ``."""
     lam_rest = np.concatenate(modes[1:]) if len(modes) > 1 else np.zeros(0)
     if level == 0:
-        return np.asarray(s.first_rest @ lam_rest) if lam_rest.size else 0.0 * modes[0]
+        return np.asarray(e.first_rest @ lam_rest) if lam_rest.size else 0.0 * modes[0]
     a, b = bounds[level - 1], bounds[level]
     own = lam_rest.copy()
     own[a:b] = 0.0  # Z_lᵀZ_l is diagonal (one group per row): the level's own modes out
-    full = rest_rest[a:b, :] @ own
-    return full + np.asarray(s.first_rest[:, a:b].T @ modes[0])
+    full = e.rest_rest[a:b, :] @ own
+    return np.asarray(full).ravel() + np.asarray(e.first_rest[:, a:b].T @ modes[0])
 
 
-def _fitted_square(
-    s: CrossedStats,
-    modes: list[np.ndarray],
-    beta: np.ndarray,
-    rest_rest: np.ndarray,
-    bounds: np.ndarray,
-    xtx: np.ndarray,
-) -> float:
+def _fitted_square(e: EMParts, modes: list[np.ndarray], beta: np.ndarray) -> float:
     """``β'X'Xβ + 2β'X'Zb + b'Z'Zb`` from the cross-products."""
-    p = s.p
     b0 = modes[0]
     b_rest = np.concatenate(modes[1:]) if len(modes) > 1 else np.zeros(0)
-    value = float(beta @ xtx @ beta)
-    value += 2 * float(beta @ (s.first_xy[:, 0, :p].T @ b0))
-    value += float(np.sum(s.first[:, 0, 0] * b0**2))
+    value = float(beta @ e.xtx @ beta)
+    value += 2 * float(beta @ (e.zx[0].T @ b0))
+    value += float(np.sum(e.counts[0] * b0**2))
     if b_rest.size:
-        value += 2 * float(b_rest @ (s.rest[: s.q_rest, s.q_rest : s.q_rest + p] @ beta))
-        value += 2 * float(b0 @ (s.first_rest @ b_rest))
-        value += float(b_rest @ rest_rest @ b_rest)
+        value += 2 * float(b_rest @ (np.concatenate(e.zx[1:]) @ beta))
+        value += 2 * float(b0 @ (e.first_rest @ b_rest))
+        value += float(b_rest @ (e.rest_rest @ b_rest))
     return value

@@ -18,13 +18,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import optimize, sparse
 
 from evalkit.multilevel.crossed import CrossedReducer, CrossedStats, em_start
+from evalkit.multilevel.iterative import IterativeReducer, IterativeStats, find_root
 from evalkit.multilevel.quasi_newton import projected_norm, quasi_newton
 from evalkit.multilevel.stats import Reduction, SufficientStats
+
+AnyStats = SufficientStats | CrossedStats | IterativeStats
 
 
 @dataclass(frozen=True)
@@ -172,13 +176,23 @@ def _reduce_levels(
     return Reduction(logdet, total[:p, :p], total[:p, p], float(total[p, p]))
 
 
-def reducer_for(stats: SufficientStats | CrossedStats) -> Reducer | CrossedReducer:
+AnyReducer = Reducer | CrossedReducer | IterativeReducer
+
+
+def reducer_for(stats: AnyStats) -> AnyReducer:
     """The evaluator of ``log|M|`` and the ``M⁻¹`` cross-products for these statistics:
-    the nested recursion, or the blocked factorisation of a crossed design."""
+    the nested recursion, the blocked factorisation of a crossed design, or its
+    iterative (conjugate-gradient) counterpart."""
     # the θ-free set-up is kept with the statistics: the optimiser, the results and
     # the df all reduce the same statistics (and a crossed reducer remembers its last
     # factorisation, which the results and the df at the optimum reuse)
-    cached = stats.__dict__.get("_reducer")
+    if isinstance(stats, IterativeStats):
+        found = stats.cache.get("reducer")
+        if not isinstance(found, IterativeReducer):
+            found = IterativeReducer(stats)
+            stats.cache["reducer"] = found
+        return found
+    cached: Reducer | CrossedReducer | None = stats.__dict__.get("_reducer")
     if cached is None:
         cached = CrossedReducer(stats) if isinstance(stats, CrossedStats) else Reducer(stats)
         object.__setattr__(stats, "_reducer", cached)
@@ -201,11 +215,11 @@ class Profile:
 
 
 def profile(
-    stats: SufficientStats | CrossedStats,
+    stats: AnyStats,
     factors: list[np.ndarray],
     *,
     reml: bool,
-    reducer: Reducer | CrossedReducer | None = None,
+    reducer: AnyReducer | None = None,
 ) -> Profile:
     """lme4's profiled deviance (REML criterion or −2 log-likelihood) at θ."""
     red = (reducer or reducer_for(stats))(factors)
@@ -233,13 +247,16 @@ class Optimum:
     gradient_norm: float
     converged: bool
     attempts: tuple[str, ...]
+    monte_carlo: dict[str, Any] | None = None
+    """For an iterative fit: the probes and the Monte Carlo errors of θ̂ and the
+    deviance (``None`` for the exact engines)."""
 
 
 FunAndGrad = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
 
 def optimise(
-    stats: SufficientStats | CrossedStats,
+    stats: AnyStats,
     layout: ThetaLayout,
     *,
     reml: bool,
@@ -255,6 +272,8 @@ def optimise(
     from an EM start (:func:`_crossed_start`).
     """
     reducer = reducer_for(stats)
+    if isinstance(reducer, IterativeReducer):
+        return _iterative_optimum(reducer, reml=reml)
     lower = np.array([-THETA_MAX if low is None else low for low in layout.lower_bounds])
     objective, fun_and_grad = _criterion(stats, layout, reml, reducer)
     exact = isinstance(reducer, CrossedReducer) and fun_and_grad is not None
@@ -271,11 +290,33 @@ def optimise(
     return _search(objective, fun_and_grad, starts, lower, exact=exact, attempts=attempts)
 
 
+def _iterative_optimum(reducer: IterativeReducer, *, reml: bool) -> Optimum:
+    """The root of the estimated gradient, with its Monte Carlo errors."""
+    found = find_root(reducer, reml=reml)
+    monte_carlo = {
+        "probes": reducer.stats.probes,
+        "theta_se": np.sqrt(np.maximum(np.diag(found.theta_mc_cov), 0.0)),
+        "theta_cov": found.theta_mc_cov,
+        "deviance_se": found.deviance_mc_se,
+        "evaluations": found.evaluations,
+        "cg_iterations": found.cg_iterations,
+    }
+    return Optimum(
+        found.theta,
+        found.deviance,
+        found.evaluations,
+        found.gradient_norm,
+        found.converged,
+        found.attempts,
+        monte_carlo,
+    )
+
+
 def _criterion(
-    stats: SufficientStats | CrossedStats,
+    stats: AnyStats,
     layout: ThetaLayout,
     reml: bool,
-    reducer: Reducer | CrossedReducer,
+    reducer: AnyReducer,
 ) -> tuple[Callable[[np.ndarray], float], FunAndGrad | None]:
     """The profiled deviance of θ, and (random intercepts) deviance with exact gradient."""
     from evalkit.multilevel.gradient import intercepts_only, value_and_gradient
@@ -295,7 +336,7 @@ def _criterion(
         if key in last:  # the optimiser asks again for the point it started from
             return last[key]
         try:
-            if isinstance(reducer, CrossedReducer):
+            if isinstance(reducer, (CrossedReducer, IterativeReducer)):
                 out = reducer.value_and_gradient(theta, reml=reml)
             else:
                 out = value_and_gradient(reducer, theta, reml=reml)

@@ -18,8 +18,7 @@ from scipy import optimize
 from evalkit.core import EvalkitInputError
 from evalkit.multilevel.engine import (
     THETA_MAX,
-    CrossedReducer,
-    Reducer,
+    AnyReducer,
     ThetaLayout,
     _criterion,
     gradient_tolerance,
@@ -122,7 +121,7 @@ def _quick(
     layout: ThetaLayout,
     reml: bool,
     start: np.ndarray,
-    reducer: Reducer | CrossedReducer,
+    reducer: AnyReducer,
 ) -> np.ndarray | None:
     """L-BFGS-B from ``start`` with exact gradients, accepted by the engine's own
     gradient test; None when it does not pass (the caller runs the full search)."""

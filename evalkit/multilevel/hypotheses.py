@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -142,7 +142,18 @@ def lrt(smaller: LMMResults | GLMMResults, larger: LMMResults | GLMMResults) -> 
     d0, d1 = float(smaller.facts[key]), float(larger.facts[key])
     k0 = smaller.params.size + smaller.theta.size
     k1 = larger.params.size + larger.theta.size
-    return _deviance_test(d0, d1, k0, k1, smaller.theta.size != larger.theta.size, refitted)
+    test = _deviance_test(d0, d1, k0, k1, smaller.theta.size != larger.theta.size, refitted)
+    errors = [
+        f.facts["monte_carlo"]["deviance_se"] for f in (smaller, larger) if "monte_carlo" in f.facts
+    ]
+    if errors:
+        se = float(np.sqrt(np.sum(np.square(errors))))
+        test = replace(
+            test,
+            note=f"{test.note}; the deviances of the iterative (approximate) fits are Monte "
+            f"Carlo estimates: the difference has an SE of at most {se:.2g}",
+        )
+    return test
 
 
 def _glmm_lrt(

@@ -29,6 +29,7 @@ from evalkit.multilevel.containment import containment_df, containment_from_stat
 from evalkit.multilevel.crossed import CrossedStats
 from evalkit.multilevel.engine import Optimum, ThetaLayout, optimise, profile, reducer_for
 from evalkit.multilevel.frame import ModelFrame
+from evalkit.multilevel.iterative import CrossedSolver, IterativeStats
 from evalkit.multilevel.kenward_roger import KenwardRoger, kenward_roger
 from evalkit.multilevel.outofcore import specify_source
 from evalkit.multilevel.satterthwaite import (
@@ -81,7 +82,7 @@ class LMMResults(ModelResults):
         return self._spec().frame
 
     @property
-    def stats(self) -> SufficientStats | CrossedStats:
+    def stats(self) -> SufficientStats | CrossedStats | IterativeStats:
         """Per-cluster sufficient statistics of the fitted rows."""
         return self._spec().stats
 
@@ -132,6 +133,7 @@ def lmm(
     reference: LMMResults | None = ...,
     engine: Literal["evalkit"] = ...,
     client: Any = ...,
+    solver: CrossedSolver = ...,
 ) -> LMMResults: ...
 
 
@@ -146,6 +148,7 @@ def lmm(
     reference: LMMResults | None = ...,
     engine: Literal["statsmodels"],
     client: Any = ...,
+    solver: CrossedSolver = ...,
 ) -> ModelResults: ...
 
 
@@ -159,8 +162,9 @@ def lmm(
     reference: LMMResults | None = None,
     engine: Engine = "evalkit",
     client: Any = None,
+    solver: CrossedSolver = "auto",
 ) -> LMMResults | ModelResults:
-    """Fit a nested linear mixed model by exact profiled REML or ML.
+    """Fit a linear mixed model (nested or crossed factors) by profiled REML or ML.
 
     Parameters
     ----------
@@ -194,6 +198,16 @@ def lmm(
     client
         A ``dask.distributed.Client`` on which to compute a Dask DataFrame's statistics
         (by default Dask's active scheduler).
+    solver
+        Crossed factors only (nested models always use the exact nested engine).
+        ``"direct"``: the exact blocked factorisation, whose dense part has a side equal
+        to the smaller factors' groups. ``"iterative"``: conjugate gradients with
+        stochastic traces and log-determinant (random intercepts only), for designs
+        whose smaller factors have tens of thousands of groups; β̂ and its covariance
+        are solved to 1e-10 at the estimated θ̂, while θ̂ and the REML criterion carry a
+        Monte Carlo error that is reported (``facts["monte_carlo"]``, a warning and the
+        table notes). ``"auto"`` (default): direct when its dense factor fits
+        (side ≤ 8,000 and the memory available), iterative otherwise.
     engine
         ``"evalkit"`` (default) or ``"statsmodels"``: the same formula through
         statsmodels' MixedLM as a second opinion (one level, or two nested levels
@@ -214,6 +228,7 @@ def lmm(
     check_option("missing", missing, MissingPolicy)
     check_option("df_method", df_method, DfMethod)
     check_option("engine", engine, Engine)
+    check_option("solver", solver, CrossedSolver)
     if df_method == "kenward-roger" and method != "REML":
         raise EvalkitInputError("df_method='kenward-roger' needs a REML fit (method='REML').")
     if engine == "statsmodels":
@@ -231,7 +246,7 @@ def lmm(
             raise EvalkitInputError(
                 "client= fits on a Dask cluster and needs a Dask DataFrame as data."
             )
-        spec = specify(formula, cast(pd.DataFrame, data), missing=missing)  # checked there
+        spec = specify(formula, cast(pd.DataFrame, data), missing=missing, solver=solver)
     else:
         if df_method == "kenward-roger":
             raise EvalkitInputError(
@@ -240,6 +255,12 @@ def lmm(
                 "'containment'."
             )
         spec = specify_source(formula, data, missing=missing, client=client)
+    if df_method == "kenward-roger" and spec.iterative:
+        raise EvalkitInputError(
+            "df_method='kenward-roger' needs dense products of the whole design, which this "
+            "crossed model is too large for (it is fitted iteratively). Use 'satterthwaite' "
+            "(the default) or 'none'."
+        )
     with blas_threads(_thread_limit(spec)):
         optimum = optimise(spec.stats, spec.layout, reml=method == "REML")
         result = build_results(spec, optimum, method=method, df_method=df_method)
@@ -251,6 +272,8 @@ def _thread_limit(spec: MixedModelSpec) -> int | None:
     :mod:`evalkit.core.threads`); nested models leave the setting alone."""
     if isinstance(spec.stats, CrossedStats):
         return threads_for(spec.stats.rest.shape[0])
+    if spec.iterative:
+        return 1  # sparse products and small blocks: a second thread only contends
     return None
 
 
@@ -263,6 +286,34 @@ def variance_components(
         names = [INTERCEPT if c == "1" else c for c in level.columns]
         matrices[level.name] = pd.DataFrame(sigma2 * t @ t.T, index=names, columns=names)
     return VarianceComponents.from_matrices(matrices, residual=sigma2)
+
+
+def _engine_name(spec: MixedModelSpec) -> str:
+    if spec.iterative:
+        return "crossed (conjugate gradients, stochastic traces: approximate)"
+    return "crossed (blocked Cholesky)" if spec.crossed else "nested sufficient statistics"
+
+
+def _monte_carlo_facts(spec: MixedModelSpec, optimum: Optimum, sigma2: float) -> dict[str, Any]:
+    """Monte Carlo errors of an iterative fit on the variance scale: ``τ_l = σ²θ_l²``,
+    so ``se(τ_l) ≈ 2σ²θ_l·se(θ_l)`` (σ² is solved, not estimated stochastically)."""
+    mc = optimum.monte_carlo or {}
+    theta = optimum.theta
+    se_var = {
+        level.name: float(2.0 * sigma2 * abs(t) * se)
+        for level, t, se in zip(spec.levels, theta, mc["theta_se"], strict=True)
+    }
+    return {**mc, "variance_se": se_var}
+
+
+def _approximation_note(mc: dict[str, Any], reml: bool) -> str:
+    criterion = "REML criterion" if reml else "deviance"
+    parts = ", ".join(f"{name} {se:.2g}" for name, se in mc["variance_se"].items())
+    return (
+        f"approximate fit (iterative engine, {mc['probes']} random probes): Monte Carlo "
+        f"SEs of the variance components {parts}; of the {criterion} "
+        f"{mc['deviance_se']:.2g}; fixed effects and their SEs are exact at these variances"
+    )
 
 
 def build_results(
@@ -293,10 +344,13 @@ def build_results(
         "gradient_norm": optimum.gradient_norm,
         "converged": optimum.converged,
         "singular": singular,
-        "engine": "crossed (blocked Cholesky)" if spec.crossed else "nested sufficient statistics",
+        "engine": _engine_name(spec),
         "data_source": spec.source,
     }
     warnings = []
+    if optimum.monte_carlo is not None:
+        facts["monte_carlo"] = _monte_carlo_facts(spec, optimum, fit.sigma2)
+        warnings.append(_approximation_note(facts["monte_carlo"], reml))
     if singular:
         warnings.append(
             "singular fit: a random-effect variance (or correlation) is on its boundary"
@@ -328,7 +382,12 @@ def build_results(
         df_method=df_method,
         specification=spec,
         inference=inference,
-        options={"method": method, "missing": spec.missing, "df_method": df_method},
+        options={
+            "method": method,
+            "missing": spec.missing,
+            "df_method": df_method,
+            **({"solver": "iterative"} if spec.iterative else {}),
+        },
     )
 
 

@@ -161,6 +161,14 @@ def profile_intervals(
         ``cor_school[Intercept, x]`` and ``sd_residual`` (lme4's ``sigma``).
     """
     require_fit(result, "profile_intervals()")
+    if "monte_carlo" in result.facts:
+        raise EvalkitInputError(
+            "profile intervals need hundreds of deviance evaluations at high precision; this "
+            "fit is iterative (a crossed design too large to factor), where each is a set of "
+            "conjugate-gradient solves with a Monte Carlo error. Use the variance components' "
+            "estimates with their Monte Carlo SEs (facts['monte_carlo']), or profile a "
+            "subset of the data fitted with solver='direct'."
+        )
     if not 0.0 < level < 1.0:
         raise EvalkitInputError(f"level must lie strictly between 0 and 1, got {level!r}.")
     check_option("criterion", criterion, ProfileCriterion)

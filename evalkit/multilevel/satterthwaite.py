@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evalkit.multilevel.crossed import CrossedReducer, CrossedStats, Derivatives
-from evalkit.multilevel.engine import Reducer, ThetaLayout, reducer_for
+from evalkit.multilevel.crossed import CrossedReducer, Derivatives
+from evalkit.multilevel.engine import AnyStats, Reducer, ThetaLayout, reducer_for
 from evalkit.multilevel.gradient import derivatives as nested_derivatives
-from evalkit.multilevel.stats import SufficientStats
+from evalkit.multilevel.iterative import IterativeReducer
 
 EIGEN_TOL = 1e-6
 """Eigenvalues of H below this are treated as zero (lmerTest's tolerance)."""
@@ -62,7 +62,7 @@ class VarparInference:
 
 
 def varpar_functions(
-    stats: SufficientStats | CrossedStats, layout: ThetaLayout, *, reml: bool
+    stats: AnyStats, layout: ThetaLayout, *, reml: bool
 ) -> tuple[Callable[[np.ndarray], float], Callable[[np.ndarray], np.ndarray]]:
     """The unprofiled deviance and ``C(φ)`` as functions of ``φ = (θ, σ)``."""
     reducer = reducer_for(stats)
@@ -151,7 +151,7 @@ def _richardson(tables: list[np.ndarray]) -> np.ndarray:
 
 
 def varpar_inference(
-    stats: SufficientStats | CrossedStats,
+    stats: AnyStats,
     layout: ThetaLayout,
     theta: np.ndarray,
     sigma: float,
@@ -178,7 +178,11 @@ def varpar_inference(
 
 
 def varpar_inference_exact(
-    reducer: CrossedReducer | Reducer, theta: np.ndarray, sigma: float, *, reml: bool
+    reducer: CrossedReducer | IterativeReducer | Reducer,
+    theta: np.ndarray,
+    sigma: float,
+    *,
+    reml: bool,
 ) -> VarparInference:
     """The same pieces from exact gradients (random intercepts, crossed or nested).
 
@@ -194,7 +198,7 @@ def varpar_inference_exact(
     sigma2 = sigma**2
 
     def parts_at(point: np.ndarray) -> Derivatives:
-        if isinstance(reducer, CrossedReducer):
+        if isinstance(reducer, (CrossedReducer, IterativeReducer)):
             return reducer.derivatives(point, reml=reml)
         return nested_derivatives(reducer, point, reml=reml)
 

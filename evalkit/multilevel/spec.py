@@ -30,10 +30,16 @@ from evalkit.core import (
     read_formula,
     require_columns,
 )
-from evalkit.multilevel.crossed import CrossedStats, build_crossed, check_memory
+from evalkit.multilevel.crossed import CrossedStats, build_crossed
 from evalkit.multilevel.engine import ThetaLayout
 from evalkit.multilevel.formula import ParsedFormula, RandomTerm, parse_formula
 from evalkit.multilevel.frame import ModelFrame
+from evalkit.multilevel.iterative import (
+    CrossedSolver,
+    IterativeStats,
+    build_iterative,
+    choose_solver,
+)
 from evalkit.multilevel.pushdown import formula_variables
 from evalkit.multilevel.stats import (
     SufficientStats,
@@ -110,7 +116,7 @@ class MixedModelSpec:
     levels: tuple[Level, ...]
     terms: tuple[str, ...]
     model_frame: ModelFrame | None
-    stats: SufficientStats | CrossedStats
+    stats: SufficientStats | CrossedStats | IterativeStats
     layout: ThetaLayout
     design_spec: Any
     dropped: Dropped
@@ -147,7 +153,12 @@ class MixedModelSpec:
     @property
     def crossed(self) -> bool:
         """Whether the grouping factors cross (fitted by the crossed engine)."""
-        return isinstance(self.stats, CrossedStats)
+        return isinstance(self.stats, (CrossedStats, IterativeStats))
+
+    @property
+    def iterative(self) -> bool:
+        """Whether the crossed design is fitted by the (approximate) iterative engine."""
+        return isinstance(self.stats, IterativeStats)
 
     @property
     def nobs(self) -> int:
@@ -170,7 +181,9 @@ class MixedModelSpec:
             for level, codes in zip(self.levels, self.frame.codes, strict=True)
         )
 
-    def sufficient_statistics(self, y: np.ndarray) -> SufficientStats | CrossedStats:
+    def sufficient_statistics(
+        self, y: np.ndarray
+    ) -> SufficientStats | CrossedStats | IterativeStats:
         """The same per-cluster statistics for another outcome vector (for example the
         standardised outcome a Bayesian fit samples on)."""
         outcome = np.asarray(y, dtype=np.float64)
@@ -180,6 +193,8 @@ class MixedModelSpec:
             )
         if isinstance(self.stats, CrossedStats):
             return build_crossed(self.frame.z, self.frame.codes, self.frame.x, outcome)
+        if isinstance(self.stats, IterativeStats):
+            return build_iterative(self.frame.z, self.frame.codes, self.frame.x, outcome)
         design = np.column_stack([*self.frame.z, self.frame.x, outcome])
         widths = [z.shape[1] for z in self.frame.z]
         return build(design, list(self.frame.codes), widths, self.frame.x.shape[1])
@@ -338,7 +353,13 @@ def _same_partition(a: np.ndarray, b: np.ndarray, count: int) -> bool:
     return int(np.unique(a.astype(np.int64) * count + b).size) == count
 
 
-def specify(formula: str, data: pd.DataFrame, *, missing: MissingPolicy = "drop") -> MixedModelSpec:
+def specify(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    missing: MissingPolicy = "drop",
+    solver: CrossedSolver = "auto",
+) -> MixedModelSpec:
     """Specify a mixed model without fitting it: checked rows, design and sufficient
     statistics.
 
@@ -350,6 +371,10 @@ def specify(formula: str, data: pd.DataFrame, *, missing: MissingPolicy = "drop"
         One row per observation.
     missing
         ``"drop"`` (listwise, recorded on ``dropped``) or ``"raise"``.
+    solver
+        Crossed designs only: ``"direct"`` (the blocked factorisation), ``"iterative"``
+        (conjugate gradients with stochastic traces; random intercepts) or ``"auto"``
+        (direct when its dense factor fits, see :func:`~evalkit.multilevel.lmm`).
 
     Returns
     -------
@@ -380,14 +405,16 @@ def specify(formula: str, data: pd.DataFrame, *, missing: MissingPolicy = "drop"
     shift = _outcome_shift(frame, terms)
     outcome = design[:, -1].copy()
     design[:, -1] -= shift  # the statistics see the centred outcome (see _outcome_shift)
-    stats: SufficientStats | CrossedStats
+    stats: SufficientStats | CrossedStats | IterativeStats
     if rows.crossed:
         names = [lv.name for lv in rows.levels]
-        check_memory(
-            names, [int(c.max()) + 1 for c in frame.codes], [z.shape[1] for z in frame.z], p
-        )
-        stats = build_crossed(frame.z, frame.codes, frame.x, design[:, -1])
-        xtx = stats.rest[-p - 1 : -1, -p - 1 : -1]
+        widths = [z.shape[1] for z in frame.z]
+        if choose_solver(solver, names, frame.codes, widths, p):
+            stats = build_iterative(frame.z, frame.codes, frame.x, design[:, -1])
+            xtx = stats.xtx
+        else:
+            stats = build_crossed(frame.z, frame.codes, frame.x, design[:, -1])
+            xtx = stats.rest[-p - 1 : -1, -p - 1 : -1]
         check_rank(xtx, terms)
         check_confounded(frame, rows.levels, xtx)
     else:
