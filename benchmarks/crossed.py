@@ -13,9 +13,9 @@ Run: ``python benchmarks/crossed.py [--quick]``.
   version (100,000 students, 15,000 teachers, 1,000 schools), whose teacher block no
   factorisation can handle, by the iterative engine (``solver="auto"`` picks it), with
   z tests and with Satterthwaite df, first call in a fresh process with its peak
-  resident memory. lme4 on 300,000 rows did not finish in 20 minutes when tried; it
-  is run only with ``--r-300k SECONDS`` (a time limit), and reported as not finishing
-  when it hits the limit.
+  resident memory. lme4 on 300,000 rows was killed unfinished after 22 minutes when
+  tried; it is run only with ``--r-300k SECONDS`` (killed at that limit, since lme4's
+  compiled code does not see R's time limits, and reported as not finishing).
 
 evalkit's first call runs in a fresh process, its steady state is the best of
 repeated calls; lme4/lmerTest run at their default settings in one R session when
@@ -79,9 +79,8 @@ R_300K = """
 suppressPackageStartupMessages({library(lme4)})
 d <- read.csv("%s")
 d$student <- factor(d$student); d$teacher <- factor(d$teacher); d$school <- factor(d$school)
-setTimeLimit(elapsed = %d)
-t <- tryCatch(system.time(lme4::lmer(score ~ year + (1 | student) + (1 | teacher) + (1 | school),
-                                     d, REML = TRUE))[["elapsed"]], error = function(e) NA)
+t <- system.time(lme4::lmer(score ~ year + (1 | student) + (1 | teacher) + (1 | school),
+                           d, REML = TRUE))[["elapsed"]]
 cat(t, "\\n")
 """
 
@@ -101,11 +100,11 @@ def state_scale(r_limit: int | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "schools_100000.csv"
         school_system(100_000).to_csv(path, index=False)
-        r = r_numbers(R_300K % (path, r_limit))
+        r = r_numbers(R_300K % path, timeout=r_limit)  # lme4's C++ ignores R's time limits
     if r is None:
         print("lme4, 300,000 rows: Rscript not available")
     elif not np.isfinite(r[0]):
-        print(f"lme4, 300,000 rows: did not finish within {r_limit} s")
+        print(f"lme4, 300,000 rows: did not finish within {r_limit} s (killed)")
     else:
         print(f"lme4, 300,000 rows: {r[0]:.1f} s")
 
