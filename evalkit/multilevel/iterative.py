@@ -391,6 +391,9 @@ class IterativeReducer:
         self._indptr = indptr
         self._diag = np.flatnonzero(self._rows == self._cols)
         self._last: dict[bytes, Estimate] = {}
+        self.evaluations = 0
+        """θ at which the CG solves ran (remembered ones are not counted again)."""
+        self.cg_iterations = 0
 
     def matrix(self, theta: np.ndarray) -> sparse.csr_matrix:
         """The remainder ``S = Λ_r(Z_rᵀZ_r − Z_rᵀZ₀ W Z₀ᵀZ_r)Λ_r + I``."""
@@ -407,7 +410,10 @@ class IterativeReducer:
         if key not in self._last:
             if len(self._last) > 4:
                 self._last.clear()
-            self._last[key] = self._estimate(np.asarray(theta, dtype=np.float64))
+            found = self._estimate(np.asarray(theta, dtype=np.float64))
+            self._last[key] = found
+            self.evaluations += 1
+            self.cg_iterations += found.iterations
         return self._last[key]
 
     def __call__(self, factors: list[np.ndarray]) -> Reduction:
@@ -579,13 +585,6 @@ def deviance_parts(estimate: Estimate, n: int, p: int, reml: bool) -> tuple[floa
     return float(value), parts.dlogdet + dof * parts.drss / parts.rss
 
 
-EM_FLOOR = 0.05
-"""Smallest starting θ (the deviance is even in each θ: 0 is a stationary point)."""
-
-THETA_MAX = 1e4
-"""Upper bound on θ (as the exact engines)."""
-
-
 def find_root(reducer: IterativeReducer, *, reml: bool) -> IterativeOptimum:
     """Minimise the estimated deviance, then solve the estimated gradient for 0.
 
@@ -596,17 +595,17 @@ def find_root(reducer: IterativeReducer, *, reml: bool) -> IterativeOptimum:
     spurious stationary points at θ_l = 0; Newton steps with a forward-difference
     Jacobian then find the gradient's root to ``STEP_TOLERANCE``, whose Monte Carlo
     error ``J⁻¹ Cov(ĝ) J⁻ᵀ`` is reported."""
+    from evalkit.multilevel.engine import EM_FLOOR, THETA_MAX  # engine imports this module
+
     s = reducer.stats
     n, p = s.n, s.p
-    counts = {"evaluations": 0, "iterations": 0}
+    before = (reducer.evaluations, reducer.cg_iterations)
 
     def fun_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        counts["evaluations"] += 1
         try:
             est = reducer.estimate(theta)
         except np.linalg.LinAlgError:  # CG could not solve there (far off): step back
             return np.inf, np.zeros_like(theta)
-        counts["iterations"] += est.iterations
         return deviance_parts(est, n, p, reml)
 
     theta = np.clip(em_sweeps(iterative_em_parts(s)), EM_FLOOR, THETA_MAX)
@@ -625,7 +624,9 @@ def find_root(reducer: IterativeReducer, *, reml: bool) -> IterativeOptimum:
         )  # fmt: skip
         theta = np.asarray(result.x)
         attempts.append(f"quasi-Newton stalled; L-BFGS-B: {result.message}")
-    theta, jac, converged = _polish_root(fun_and_grad, theta, np.zeros(theta.size, dtype=bool))
+    theta, jac, converged = _polish_root(
+        fun_and_grad, theta, np.zeros(theta.size, dtype=bool), THETA_MAX
+    )
     value, grad = fun_and_grad(theta)
     theta_cov = _theta_cov(reducer.estimate(theta), jac, theta, grad)
     dev_se = float(np.std(reducer.estimate(theta).logdet_terms, ddof=1) / np.sqrt(s.probes))
@@ -636,7 +637,7 @@ def find_root(reducer: IterativeReducer, *, reml: bool) -> IterativeOptimum:
     if near.any():
         trial = theta.copy()
         trial[near] = 0.0
-        trial, trial_jac, trial_ok = _polish_root(fun_and_grad, trial, near)
+        trial, trial_jac, trial_ok = _polish_root(fun_and_grad, trial, near, THETA_MAX)
         trial_value, trial_grad = fun_and_grad(trial)
         if trial_value <= value + dev_se:
             attempts.append(
@@ -648,13 +649,15 @@ def find_root(reducer: IterativeReducer, *, reml: bool) -> IterativeOptimum:
             dev_se = float(np.std(reducer.estimate(theta).logdet_terms, ddof=1) / np.sqrt(s.probes))
     free = ~((theta <= 0.0) & (grad >= 0))
     norm = float(np.max(np.abs(grad[free]), initial=0.0))
+    evaluations = reducer.evaluations - before[0]
+    cg_iterations = reducer.cg_iterations - before[1]
     attempts.append(
         f"root of the estimated gradient: deviance {value:.10g} (Monte Carlo SE {dev_se:.2g}), "
-        f"{counts['evaluations']} evaluations, {counts['iterations']} CG iterations"
+        f"{evaluations} evaluations, {cg_iterations} CG iterations"
     )
     return IterativeOptimum(
-        theta, value, dev_se, theta_cov, counts["evaluations"], counts["iterations"], norm,
-        converged, tuple(attempts),
+        theta, value, dev_se, theta_cov, evaluations, cg_iterations, norm, converged,
+        tuple(attempts),
     )  # fmt: skip
 
 
@@ -674,7 +677,7 @@ def _theta_cov(est: Estimate, jac: np.ndarray, theta: np.ndarray, grad: np.ndarr
 
 
 def _polish_root(
-    fun_and_grad: object, theta: np.ndarray, held: np.ndarray
+    fun_and_grad: object, theta: np.ndarray, held: np.ndarray, upper: float
 ) -> tuple[np.ndarray, np.ndarray, bool]:
     """Newton steps on the estimated gradient from near its root, with a
     forward-difference Jacobian (which must be positive definite: a minimum); a level at
@@ -699,7 +702,7 @@ def _polish_root(
             return theta, jac, False
         direction = np.zeros(k)
         direction[free] = -np.linalg.solve(sub, grad[free])
-        candidate = np.clip(theta + direction, 0.0, THETA_MAX)
+        candidate = np.clip(theta + direction, 0.0, upper)
         _, new_grad = evaluate(candidate)  # type: ignore[operator]
         step = candidate - theta
         if float(step @ step) > 0:  # Broyden's update, kept symmetric
