@@ -54,7 +54,10 @@ from evalkit.multilevel.quasi_newton import quasi_newton
 from evalkit.multilevel.stats import Reduction
 
 PROBES = 64
-"""Rademacher probes per fit."""
+"""Rademacher probes per fit (the default of ``lmm``'s ``n_probes``)."""
+
+MIN_PROBES = 16
+"""Fewest probes accepted: the Monte Carlo covariance is estimated from their spread."""
 
 SOLVE_TOLERANCE = 1e-10
 """Relative residual at which CG stops for the fixed-effect and outcome columns."""
@@ -133,10 +136,15 @@ class IterativeStats:
 
 
 def build_iterative(
-    z: tuple[np.ndarray, ...], codes: tuple[np.ndarray, ...], x: np.ndarray, y: np.ndarray
+    z: tuple[np.ndarray, ...],
+    codes: tuple[np.ndarray, ...],
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    n_probes: int = PROBES,
 ) -> IterativeStats:
     """The θ-free products from the rows (levels ordered, most groups first; one
-    random effect per level)."""
+    random effect per level) and the number of random probes."""
     n = y.size
     n_groups = [int(c.max()) + 1 for c in codes]
     values = [np.asarray(zl[:, 0], dtype=np.float64) for zl in z]
@@ -167,6 +175,7 @@ def build_iterative(
         base=base,
         pairs=pairs,
         blocks=_blocks(rest_rest, n_groups[1:]),
+        probes=n_probes,
     )
 
 
@@ -717,14 +726,26 @@ def _polish_root(
 CrossedSolver = Literal["auto", "direct", "iterative"]
 
 
-def iterative_bytes(codes: tuple[np.ndarray, ...], n_groups: list[int], p: int) -> int:
+def iterative_bytes(
+    codes: tuple[np.ndarray, ...], n_groups: list[int], p: int, n_probes: int = PROBES
+) -> int:
     """Memory the iterative engine needs, from an upper bound on the pairs of
     other-factor effects a first-level group links (its rows times the other factors,
     squared) and the CG work arrays."""
     rows = np.bincount(codes[0], minlength=n_groups[0]).astype(np.float64)
     links = float(np.sum((rows * (len(codes) - 1)) ** 2))
-    work = 10.0 * 8 * sum(n_groups[1:]) * (PROBES + p + 1)
+    work = 10.0 * 8 * sum(n_groups[1:]) * (n_probes + p + 1)
     return int(48 * links + work)
+
+
+def check_probes(n_probes: object) -> None:
+    """``n_probes`` is a whole number of at least :data:`MIN_PROBES`."""
+    whole = isinstance(n_probes, (int, np.integer)) and not isinstance(n_probes, bool)
+    if not whole or int(n_probes) < MIN_PROBES:  # type: ignore[call-overload]
+        raise EvalkitInputError(
+            f"n_probes must be a whole number of at least {MIN_PROBES} (the Monte Carlo error "
+            f"is estimated from the probes' spread); got {n_probes!r}."
+        )
 
 
 def choose_solver(
@@ -733,6 +754,7 @@ def choose_solver(
     codes: tuple[np.ndarray, ...],
     q: list[int],
     p: int,
+    n_probes: int = PROBES,
 ) -> bool:
     """Whether the crossed design is fitted iteratively (approximate) rather than by the
     dense blocked factorisation; errors before any work when neither can run."""
@@ -752,7 +774,7 @@ def choose_solver(
             return False
         except EvalkitInputError:
             pass
-    need = iterative_bytes(codes, n_groups, p)
+    need = iterative_bytes(codes, n_groups, p, n_probes)
     have = available_memory()
     if need > DENSE_MEMORY_SHARE * have:
         raise EvalkitInputError(

@@ -29,7 +29,7 @@ from evalkit.multilevel.containment import containment_df, containment_from_stat
 from evalkit.multilevel.crossed import CrossedStats
 from evalkit.multilevel.engine import Optimum, ThetaLayout, optimise, profile, reducer_for
 from evalkit.multilevel.frame import ModelFrame
-from evalkit.multilevel.iterative import CrossedSolver, IterativeStats
+from evalkit.multilevel.iterative import PROBES, CrossedSolver, IterativeStats, check_probes
 from evalkit.multilevel.kenward_roger import KenwardRoger, kenward_roger
 from evalkit.multilevel.outofcore import specify_source
 from evalkit.multilevel.satterthwaite import (
@@ -134,6 +134,7 @@ def lmm(
     engine: Literal["evalkit"] = ...,
     client: Any = ...,
     solver: CrossedSolver = ...,
+    n_probes: int = ...,
 ) -> LMMResults: ...
 
 
@@ -149,6 +150,7 @@ def lmm(
     engine: Literal["statsmodels"],
     client: Any = ...,
     solver: CrossedSolver = ...,
+    n_probes: int = ...,
 ) -> ModelResults: ...
 
 
@@ -163,6 +165,7 @@ def lmm(
     engine: Engine = "evalkit",
     client: Any = None,
     solver: CrossedSolver = "auto",
+    n_probes: int = PROBES,
 ) -> LMMResults | ModelResults:
     """Fit a linear mixed model (nested or crossed factors) by profiled REML or ML.
 
@@ -208,6 +211,10 @@ def lmm(
         Monte Carlo error that is reported (``facts["monte_carlo"]``, a warning and the
         table notes). ``"auto"`` (default): direct when its dense factor fits
         (side ≤ 8,000 and the memory available), iterative otherwise.
+    n_probes
+        Random probes of the iterative engine (default 64, at least 16): its Monte Carlo
+        errors shrink as ``1/√n_probes`` and its time grows about linearly. Other fits
+        ignore it.
     engine
         ``"evalkit"`` (default) or ``"statsmodels"``: the same formula through
         statsmodels' MixedLM as a second opinion (one level, or two nested levels
@@ -229,6 +236,7 @@ def lmm(
     check_option("df_method", df_method, DfMethod)
     check_option("engine", engine, Engine)
     check_option("solver", solver, CrossedSolver)
+    check_probes(n_probes)
     if df_method == "kenward-roger" and method != "REML":
         raise EvalkitInputError("df_method='kenward-roger' needs a REML fit (method='REML').")
     if engine == "statsmodels":
@@ -246,7 +254,9 @@ def lmm(
             raise EvalkitInputError(
                 "client= fits on a Dask cluster and needs a Dask DataFrame as data."
             )
-        spec = specify(formula, cast(pd.DataFrame, data), missing=missing, solver=solver)
+        spec = specify(
+            formula, cast(pd.DataFrame, data), missing=missing, solver=solver, n_probes=n_probes
+        )
     else:
         if df_method == "kenward-roger":
             raise EvalkitInputError(
@@ -386,7 +396,11 @@ def build_results(
             "method": method,
             "missing": spec.missing,
             "df_method": df_method,
-            **({"solver": "iterative"} if spec.iterative else {}),
+            **(
+                {"solver": "iterative", "n_probes": spec.stats.probes}
+                if isinstance(spec.stats, IterativeStats)
+                else {}
+            ),
         },
     )
 

@@ -35,9 +35,11 @@ from evalkit.multilevel.engine import ThetaLayout
 from evalkit.multilevel.formula import ParsedFormula, RandomTerm, parse_formula
 from evalkit.multilevel.frame import ModelFrame
 from evalkit.multilevel.iterative import (
+    PROBES,
     CrossedSolver,
     IterativeStats,
     build_iterative,
+    check_probes,
     choose_solver,
 )
 from evalkit.multilevel.pushdown import formula_variables
@@ -194,7 +196,9 @@ class MixedModelSpec:
         if isinstance(self.stats, CrossedStats):
             return build_crossed(self.frame.z, self.frame.codes, self.frame.x, outcome)
         if isinstance(self.stats, IterativeStats):
-            return build_iterative(self.frame.z, self.frame.codes, self.frame.x, outcome)
+            return build_iterative(
+                self.frame.z, self.frame.codes, self.frame.x, outcome, n_probes=self.stats.probes
+            )
         design = np.column_stack([*self.frame.z, self.frame.x, outcome])
         widths = [z.shape[1] for z in self.frame.z]
         return build(design, list(self.frame.codes), widths, self.frame.x.shape[1])
@@ -359,6 +363,7 @@ def specify(
     *,
     missing: MissingPolicy = "drop",
     solver: CrossedSolver = "auto",
+    n_probes: int = PROBES,
 ) -> MixedModelSpec:
     """Specify a mixed model without fitting it: checked rows, design and sufficient
     statistics.
@@ -375,6 +380,8 @@ def specify(
         Crossed designs only: ``"direct"`` (the blocked factorisation), ``"iterative"``
         (conjugate gradients with stochastic traces; random intercepts) or ``"auto"``
         (direct when its dense factor fits, see :func:`~evalkit.multilevel.lmm`).
+    n_probes
+        Random probes of the iterative engine (see :func:`~evalkit.multilevel.lmm`).
 
     Returns
     -------
@@ -388,6 +395,7 @@ def specify(
     >>> spec.terms, spec.n_groups
     (('Intercept', 'prior'), {'school_id': 6})
     """
+    check_probes(n_probes)
     rows = model_rows(formula, data, missing=missing, allow_crossed=True)
     frame, design, design_spec = model_frame(
         read_formula(rows.parsed.fixed),
@@ -409,8 +417,8 @@ def specify(
     if rows.crossed:
         names = [lv.name for lv in rows.levels]
         widths = [z.shape[1] for z in frame.z]
-        if choose_solver(solver, names, frame.codes, widths, p):
-            stats = build_iterative(frame.z, frame.codes, frame.x, design[:, -1])
+        if choose_solver(solver, names, frame.codes, widths, p, n_probes):
+            stats = build_iterative(frame.z, frame.codes, frame.x, design[:, -1], n_probes=n_probes)
             xtx = stats.xtx
         else:
             stats = build_crossed(frame.z, frame.codes, frame.x, design[:, -1])

@@ -246,3 +246,22 @@ def test_regression_table_notes_carry_the_approximation(schools: pd.DataFrame) -
     notes = " ".join(table.notes)
     assert "approximate fit (iterative engine, 64 random probes)" in notes
     assert "exact at these variances." in notes and ".." not in notes
+
+
+def test_more_probes_shrink_the_monte_carlo_error(schools: pd.DataFrame) -> None:
+    """Four times the probes: Monte Carlo SEs about halve (1/√n_probes); the SE
+    estimates themselves vary by roughly 1/√(2·64) ≈ 9%, so 0.5 ± 0.2 is wide enough."""
+    base = lmm(SCHOOLS, schools, df_method="none", solver="iterative")
+    more = lmm(SCHOOLS, schools, df_method="none", solver="iterative", n_probes=256)
+    ratio = more.facts["monte_carlo"]["theta_se"] / base.facts["monte_carlo"]["theta_se"]
+    assert np.all((ratio > 0.3) & (ratio < 0.7)), ratio
+    assert more.facts["monte_carlo"]["probes"] == 256
+    assert more.refit(method="ML").facts["monte_carlo"]["probes"] == 256
+    # two estimates with independent probes: within MC_Z SEs of their difference
+    both = np.hypot(base.facts["monte_carlo"]["theta_se"], more.facts["monte_carlo"]["theta_se"])
+    np.testing.assert_array_less(np.abs(more.theta - base.theta), MC_Z * both)
+    for bad in (8, 64.0, True, "64"):
+        with pytest.raises(EvalkitInputError, match="n_probes must be a whole number"):
+            lmm(SCHOOLS, schools, solver="iterative", n_probes=bad)  # type: ignore[arg-type]
+    with pytest.raises(EvalkitInputError, match="n_probes"):
+        lmm("score ~ year + (1 | school)", schools, n_probes=2)
