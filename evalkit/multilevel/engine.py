@@ -186,15 +186,14 @@ def reducer_for(stats: AnyStats) -> AnyReducer:
     # the θ-free set-up is kept with the statistics: the optimiser, the results and
     # the df all reduce the same statistics (and a crossed reducer remembers its last
     # factorisation, which the results and the df at the optimum reuse)
-    if isinstance(stats, IterativeStats):
-        found = stats.cache.get("reducer")
-        if not isinstance(found, IterativeReducer):
-            found = IterativeReducer(stats)
-            stats.cache["reducer"] = found
-        return found
-    cached: Reducer | CrossedReducer | None = stats.__dict__.get("_reducer")
+    cached: AnyReducer | None = stats.__dict__.get("_reducer")
     if cached is None:
-        cached = CrossedReducer(stats) if isinstance(stats, CrossedStats) else Reducer(stats)
+        if isinstance(stats, IterativeStats):
+            cached = IterativeReducer(stats)
+        elif isinstance(stats, CrossedStats):
+            cached = CrossedReducer(stats)
+        else:
+            cached = Reducer(stats)
         object.__setattr__(stats, "_reducer", cached)
     return cached
 

@@ -35,7 +35,7 @@ with the fit, as is the Monte Carlo error of the deviance.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -122,7 +122,6 @@ class IterativeStats:
     blocks: np.ndarray
     seed: int = 20261203
     probes: int = PROBES
-    cache: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def q_rest(self) -> int:
