@@ -29,7 +29,7 @@ from evalkit.core.sources import (
     open_source,
     quote,
 )
-from evalkit.core.threads import blas_threads, threads_for
+from evalkit.core.threads import blas_threads, lapack_threads
 from evalkit.core.typing import (
     ArrayLike,
     Assignment,
@@ -100,6 +100,7 @@ __all__ = [
     "describe_rows",
     "figure_and_axes",
     "is_data_source",
+    "lapack_threads",
     "merge_lookup",
     "open_source",
     "pair_term",
@@ -108,7 +109,6 @@ __all__ = [
     "require",
     "require_columns",
     "sandwich",
-    "threads_for",
     "total_variance",
     "variance_key",
     "wald_test",

@@ -1,15 +1,21 @@
 """How many BLAS threads a computation may use.
 
-OpenBLAS starts one thread per core. For mid-sized dense factorisations (a side of a
-thousand or so) two threads on a two-core machine are slower than one — measured for
-the crossed engine on InstEval: 1.5 s against 1.0 s — while from a side of about
-2,000 up they are nearly twice as fast. :func:`blas_threads` sets the limit for a
-block of code through threadpoolctl (if it is installed; otherwise it does nothing).
+OpenBLAS starts one thread per core, and pip's NumPy and SciPy wheels each bring
+their own OpenBLAS, so a process has two thread pools. Whose threads spin-wait for
+work between calls, so with both pools at two threads a crossed fit on a two-core
+machine ran slower than with one thread (1.5 s against 1.0 s on InstEval). The
+contention is between the pools, not in the factorisation: SciPy's LAPACK on two
+threads with NumPy's BLAS on one is the fastest setting measured (one likelihood
+evaluation on InstEval: 72–90 ms against 94–118 ms with one thread everywhere and
+115–146 ms with two everywhere). :func:`blas_threads` sets one limit for every BLAS
+in a block of code; :func:`lapack_threads` gives SciPy's LAPACK the cores and every
+other BLAS one thread. Both go through threadpoolctl (and do nothing without it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
@@ -38,10 +44,29 @@ def blas_threads(limit: int | None) -> Iterator[None]:
         yield
 
 
-SMALL_DENSE = 2000
-"""Below this side a dense factorisation runs faster on one BLAS thread."""
+@contextlib.contextmanager
+def lapack_threads() -> Iterator[None]:
+    """SciPy's own BLAS/LAPACK keeps its threads (one per core) inside the block, every
+    other BLAS library is limited to one thread.
+
+    SciPy's pip wheel keeps its OpenBLAS in a ``scipy.libs`` folder; where SciPy and
+    NumPy share one library (conda, a system BLAS) there is one pool and nothing to
+    limit. If several libraries are loaded and none is SciPy's own, all get one thread
+    (the contention is then between unknown pools)."""
+    controller = _controller()
+    if controller is None:
+        yield
+        return
+    blas = [lib for lib in controller.lib_controllers if lib.user_api == "blas"]
+    scipy_own = [lib.filepath for lib in blas if _in_folder(lib.filepath, "scipy.libs")]
+    others = [lib.filepath for lib in blas if lib.filepath not in scipy_own]
+    if len(blas) <= 1 or not others:
+        yield
+        return
+    limited = others if scipy_own else [lib.filepath for lib in blas]
+    with controller.select(filepath=limited).limit(limits=1):
+        yield
 
 
-def threads_for(side: int) -> int | None:
-    """One thread for matrices below :data:`SMALL_DENSE`, the BLAS default above."""
-    return 1 if side < SMALL_DENSE else None
+def _in_folder(path: str, folder: str) -> bool:
+    return os.path.basename(os.path.dirname(path)) == folder

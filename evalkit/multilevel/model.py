@@ -8,6 +8,7 @@ The work is three steps, as lme4 splits it: :func:`~evalkit.multilevel.specify`
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, cast, overload
 
@@ -23,7 +24,7 @@ from evalkit.core import (
     blas_threads,
     check_option,
     is_data_source,
-    threads_for,
+    lapack_threads,
 )
 from evalkit.multilevel.containment import containment_df, containment_from_stats
 from evalkit.multilevel.crossed import CrossedStats
@@ -271,20 +272,21 @@ def lmm(
             "crossed model is too large for (it is fitted iteratively). Use 'satterthwaite' "
             "(the default) or 'none'."
         )
-    with blas_threads(_thread_limit(spec)):
+    with _threads(spec):
         optimum = optimise(spec.stats, spec.layout, reml=method == "REML")
         result = build_results(spec, optimum, method=method, df_method=df_method)
     return _with_summaries(result, reference)
 
 
-def _thread_limit(spec: MixedModelSpec) -> int | None:
-    """One BLAS thread unless a crossed model's dense factor is large (see
-    :mod:`evalkit.core.threads`); nested models leave the setting alone."""
+def _threads(spec: MixedModelSpec) -> contextlib.AbstractContextManager[None]:
+    """The crossed engine's dense factorisations get SciPy's LAPACK on every core and
+    any other BLAS one thread (see :mod:`evalkit.core.threads`); the iterative engine's
+    sparse products and small blocks get one thread; nested models are left alone."""
     if isinstance(spec.stats, CrossedStats):
-        return threads_for(spec.stats.rest.shape[0])
+        return lapack_threads()
     if spec.iterative:
-        return 1  # sparse products and small blocks: a second thread only contends
-    return None
+        return blas_threads(1)  # a second thread only contends
+    return contextlib.nullcontext()
 
 
 def variance_components(
