@@ -53,11 +53,13 @@ class CrossedStats:
     first_xy
         ``Z_0ᵀ[X y]``, ``(G_0, q_0, p + 1)``.
     rest
-        ``[Z_rest X y]ᵀ[Z_rest X y]`` (dense).
+        ``[Z_rest X y]ᵀ[Z_rest X y]`` (dense, column-major as LAPACK works on it).
     pairs
-        For the update ``Z_restᵀZ_0 D Z_0ᵀZ_rest`` (its lower triangle): flat index
-        into the ``Q_rest × Q_rest`` block, index into the flattened level-0 blocks
-        ``D`` and the product of the two entries.
+        For the update ``Z_restᵀZ_0 D Z_0ᵀZ_rest`` (its lower triangle): a sparse
+        ``Q_rest² × (G_0 q_0²)`` matrix whose product with the flattened level-0
+        blocks ``D`` is the block in column-major order — one entry per pair of
+        nonzeros of ``Z_0ᵀZ_rest`` in the same group (row: the position in the block;
+        column: the entry of ``D``; value: the product of the two nonzeros).
     """
 
     n: int
@@ -68,7 +70,7 @@ class CrossedStats:
     first_rest: sparse.csr_matrix
     first_xy: np.ndarray
     rest: np.ndarray
-    pairs: tuple[np.ndarray, np.ndarray, np.ndarray]
+    pairs: sparse.csc_matrix
 
     @property
     def q_rest(self) -> int:
@@ -150,12 +152,16 @@ def build_crossed(
     if len(expanded) > 1:
         z_rest = sparse.hstack(expanded[1:], format="csc")
         first_rest = (z0 @ z_rest).tocsr()
-        zz = (z_rest.T @ z_rest).toarray()
+        q_rest = z_rest.shape[1]
         zxy = np.asarray(z_rest.T @ xy)
-        rest = np.block([[zz, zxy], [zxy.T, xy.T @ xy]])
+        rest = np.empty((q_rest + xy.shape[1],) * 2, order="F")
+        rest[:q_rest, :q_rest] = (z_rest.T @ z_rest).toarray().T  # symmetric: a plain copy
+        rest[:q_rest, q_rest:] = zxy
+        rest[q_rest:, :q_rest] = zxy.T
+        rest[q_rest:, q_rest:] = xy.T @ xy
     else:
         first_rest = sparse.csr_matrix((n_groups[0] * q[0], 0))
-        rest = xy.T @ xy
+        rest = np.asfortranarray(xy.T @ xy)
     first_rest.sum_duplicates()  # canonical: sorted columns, each once per row (_pairs)
     return CrossedStats(
         n=n,
@@ -187,8 +193,13 @@ def _first_blocks(z0: np.ndarray, codes: np.ndarray, groups: int) -> np.ndarray:
     return out
 
 
-def _pairs(first_rest: sparse.csr_matrix, q0: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every pair of nonzeros of ``Z_0ᵀZ_rest`` in the same level-0 group."""
+def _pairs(first_rest: sparse.csr_matrix, q0: int) -> sparse.csc_matrix:
+    """Every pair of nonzeros of ``Z_0ᵀZ_rest`` in the same level-0 group, as the
+    sparse map from level-0 blocks to the update (:class:`CrossedStats`). Its product
+    with a vector scatters each pair once, without the gathered temporaries a
+    weighted ``bincount`` needs (5 ms against 13 ms on InstEval's 1.3 million pairs)."""
+    if q0 == 1:
+        return _intercept_pairs(first_rest)
     width = first_rest.shape[1]
     indptr = first_rest.indptr
     rows = np.repeat(np.arange(first_rest.shape[0]), np.diff(indptr))
@@ -198,21 +209,40 @@ def _pairs(first_rest: sparse.csr_matrix, q0: int) -> tuple[np.ndarray, np.ndarr
     bounds = np.searchsorted(group, np.arange(first_rest.shape[0] // q0 + 1))
     sizes = np.diff(bounds)
     starts = np.repeat(bounds[:-1], sizes)
-    cols = first_rest.indices
-    # q0 = 1: one row per group with sorted columns, so an entry's lower-triangle
-    # partners are the entries before it in its row, and itself; otherwise every
-    # entry of its group (filtered to the lower triangle below)
-    per_entry = np.arange(group.size) - starts + 1 if q0 == 1 else np.repeat(sizes, sizes)
+    per_entry = np.repeat(sizes, sizes)  # every entry of its group ...
     left = np.repeat(np.arange(group.size), per_entry)
     offsets = np.arange(left.size) - np.repeat(np.cumsum(per_entry) - per_entry, per_entry)
     right = np.repeat(starts, per_entry) + offsets
-    if q0 > 1:
-        lower = cols[left] >= cols[right]  # the lower triangle is all the factorisation reads
-        left, right = left[lower], right[lower]
-    flat = cols[left].astype(np.int64) * width + cols[right]
+    cols = first_rest.indices
+    lower = cols[left] >= cols[right]  # ... in the lower triangle, all the factor reads
+    left, right = left[lower], right[lower]
+    flat = cols[right].astype(np.int64) * width + cols[left]  # (left, right), column-major
     d_index = group[left] * q0 * q0 + component[left] * q0 + component[right]
     product = first_rest.data[left] * first_rest.data[right]
-    return flat, d_index.astype(np.int64), product
+    shape = (width * width, first_rest.shape[0] * q0)
+    return sparse.csc_matrix((product, (flat, d_index)), shape=shape)
+
+
+def _intercept_pairs(first_rest: sparse.csr_matrix) -> sparse.csc_matrix:
+    """:func:`_pairs` for a random intercept: one row per group with sorted columns, so
+    an entry's lower-triangle partners are the entries before it in its row and
+    itself, and the pairs come group by group (the matrix's columns in order)."""
+    width = first_rest.shape[1]
+    indptr = first_rest.indptr
+    cols = first_rest.indices
+    sizes = np.diff(indptr)
+    row_start = np.repeat(indptr[:-1], sizes)
+    per_entry = np.arange(cols.size) - row_start + 1
+    ends = np.cumsum(per_entry)
+    # pair k of entry e has partner row_start[e] + (k − first pair of e)
+    right = np.arange(ends[-1] if ends.size else 0) - np.repeat(
+        ends - per_entry - row_start, per_entry
+    )
+    flat = cols[right].astype(np.int64) * width + np.repeat(cols, per_entry)  # column-major
+    product = np.repeat(first_rest.data, per_entry) * first_rest.data[right]
+    out_ptr = np.zeros(sizes.size + 1, dtype=np.int64)
+    np.cumsum(sizes * (sizes + 1) // 2, out=out_ptr[1:])
+    return sparse.csc_matrix((product, flat, out_ptr), shape=(width * width, sizes.size))
 
 
 @dataclass(frozen=True)
@@ -230,8 +260,7 @@ class Derivatives:
 class _State:
     """One evaluation's pieces, kept for the gradient and the conditional modes."""
 
-    scaled: np.ndarray  # Λ̃_rᵀ W Λ̃_r + I on the random-effect diagonal (lower triangle)
-    chol: np.ndarray  # its lower Cholesky factor
+    chol: np.ndarray  # lower Cholesky factor of Λ̃_rᵀ W Λ̃_r + I_random (column-major)
     reduction: Reduction
 
 
@@ -268,17 +297,19 @@ class CrossedReducer:
             c_chol = np.linalg.cholesky(c)
             logdet = 2.0 * float(np.log(np.diagonal(c_chol, axis1=1, axis2=2)).sum())
             weights = t0 @ np.linalg.solve(c, np.broadcast_to(t0.T, c.shape))  # T C⁻¹ Tᵀ
-        scaled = self._remainder(weights, factors[1:])
         q_rest = s.q_rest
         # One factor of [random effects, X, y]: its leading block is the random
-        # effects' factor, its trailing block that of the Schur complement.
-        chol = linalg.cholesky(scaled, lower=True, check_finite=False)
+        # effects' factor, its trailing block that of the Schur complement. Factored in
+        # place (the remainder is a fresh column-major array).
+        chol = linalg.cholesky(
+            self._remainder(weights, factors[1:]), lower=True, overwrite_a=True, check_finite=False
+        )
         logdet += 2.0 * float(np.log(np.diag(chol)[:q_rest]).sum())
         tail = chol[q_rest:, q_rest:]
         schur = tail @ tail.T
         p = s.p
         reduction = Reduction(logdet, schur[:p, :p], schur[:p, p], float(schur[p, p]))
-        return _State(scaled, chol, reduction)
+        return _State(chol, reduction)
 
     def __call__(self, factors: list[np.ndarray]) -> Reduction:
         """The totals the profiled deviance needs."""
@@ -286,30 +317,41 @@ class CrossedReducer:
 
     def update(self, weights: np.ndarray) -> np.ndarray:
         """``[Z_r X y]ᵀ Z_0 D Z_0ᵀ [Z_r X y]`` for level-0 blocks ``D`` (unscaled; the
-        lower triangle only — the upper one is not set)."""
+        lower triangle, column-major, with zeros above the random-effect block)."""
         s = self.stats
         q_rest = s.q_rest
-        flat, d_index, product = s.pairs
-        out = np.zeros_like(s.rest)
-        weighted = weights @ s.first_xy
+        out = np.empty_like(s.rest)
         if q_rest:
-            block = np.bincount(
-                flat, weights=product * weights.reshape(-1)[d_index], minlength=q_rest * q_rest
-            )
-            out[:q_rest, :q_rest] = block.reshape(q_rest, q_rest)
-            cross = np.asarray(s.first_rest.T @ weighted.reshape(-1, weighted.shape[2]))
+            out[:q_rest, :q_rest] = self.block_update(weights)
+            cross, tail = self.cross_update(weights)
             out[q_rest:, :q_rest] = cross.T
-        wide = s.first_xy.reshape(-1, s.first_xy.shape[2])
-        out[q_rest:, q_rest:] = wide.T @ weighted.reshape(-1, weighted.shape[2])
+            out[:q_rest, q_rest:] = 0.0
+        else:
+            tail = self.cross_update(weights)[1]
+        out[q_rest:, q_rest:] = tail
         return out
+
+    def block_update(self, weights: np.ndarray) -> np.ndarray:
+        """The random-effect block of :meth:`update` (lower triangle, column-major)."""
+        q_rest = self.stats.q_rest
+        return (self.stats.pairs @ weights.reshape(-1)).reshape(q_rest, q_rest, order="F")
+
+    def cross_update(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rest of :meth:`update`: ``Z_rᵀZ_0 D Z_0ᵀ[X y]`` and ``[X y]ᵀZ_0 D Z_0ᵀ[X y]``."""
+        s = self.stats
+        weighted = (weights @ s.first_xy).reshape(-1, s.first_xy.shape[2])
+        wide = s.first_xy.reshape(-1, s.first_xy.shape[2])
+        return np.asarray(s.first_rest.T @ weighted), wide.T @ weighted
 
     def _remainder(self, weights: np.ndarray, factors: list[np.ndarray]) -> np.ndarray:
         """``Λ̃_rᵀ(rest − update)Λ̃_r`` plus the identity on the random-effect diagonal."""
         s = self.stats
-        w = s.rest - self.update(weights)
-        if any(t.shape[0] > 1 for t in factors):
-            # a k × k block of T mixes both triangles of each group's block
-            w = np.tril(w) + np.tril(w, -1).T
+        if all(t.shape[0] == 1 for t in factors):
+            return self._intercept_remainder(weights, [float(t[0, 0]) for t in factors])
+        w = self.update(weights)
+        np.subtract(s.rest, w, out=w)
+        # a k × k block of T mixes both triangles of each group's block
+        w = np.asfortranarray(np.tril(w) + np.tril(w, -1).T)
         start = 0
         for t, groups in zip(factors, s.n_groups[1:], strict=True):
             k = t.shape[0]
@@ -322,6 +364,41 @@ class CrossedReducer:
                 w[:, start:stop] = _left_t(w[:, start:stop].T, t, groups).T
             start = stop
         index = np.arange(s.q_rest)
+        w[index, index] += 1.0
+        return w
+
+    def _spans(self) -> list[tuple[int, int]]:
+        """Column ranges of the levels after the first (random intercepts)."""
+        bounds = np.cumsum([0, *self.stats.n_groups[1:]])
+        return [(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+
+    def _intercept_remainder(self, weights: np.ndarray, t: list[float]) -> np.ndarray:
+        """:meth:`_remainder` for random intercepts, on the lower triangle (the upper
+        one is never read: zero beside X and y, partly scaled within the random
+        effects), in as few passes over the large block as possible: each block of a
+        pair of levels is ``t_l t_m (rest − update)``; with one level ``t²`` goes into
+        the update's weights."""
+        s = self.stats
+        q_rest = s.q_rest
+        w = np.empty_like(s.rest)
+        spans = self._spans()
+        big = w[:q_rest, :q_rest]
+        if len(spans) == 1:
+            t2 = t[0] ** 2
+            np.multiply(s.rest[:q_rest, :q_rest], t2, out=big)
+            big -= self.block_update(weights * t2)
+        else:
+            np.subtract(s.rest[:q_rest, :q_rest], self.block_update(weights), out=big)
+            for m, (a_m, b_m) in enumerate(spans):
+                for level in range(m, len(spans)):
+                    a_l, b_l = spans[level]
+                    w[a_l:b_l, a_m:b_m] *= t[level] * t[m]
+        cross, tail = self.cross_update(weights)
+        scale = np.repeat(t, s.n_groups[1:])
+        w[q_rest:, :q_rest] = (s.rest[q_rest:, :q_rest] - cross.T) * scale
+        w[:q_rest, q_rest:] = 0.0
+        w[q_rest:, q_rest:] = s.rest[q_rest:, q_rest:] - tail
+        index = np.arange(q_rest)
         w[index, index] += 1.0
         return w
 
@@ -349,22 +426,13 @@ class CrossedReducer:
             logdet += 2.0 * float(np.log(np.diag(state.chol)[s.q_rest : s.q_rest + p]).sum())
         q_rest = s.q_rest
         size = q_rest + (p if reml else 0)
-        inverse = _inverse_from_factor(state.chol[:size, :size])  # lower triangle
         modes = self._spherical_modes(state, theta, beta)
+        inverse = _inverse_from_factor(state.chol[:size, :size])  # lower triangle
         # level 0: Σ(1 − 1/d_g) − tr(S⁻¹N), N = Λ̃ᵀ(Bᵀ diag(t²/d²) B)Λ̃
         d = 1.0 + theta[0] ** 2 * s.first[:, 0, 0]
         second = (theta[0] ** 2 / d**2).reshape(-1, 1, 1)
-        n_mat = self.update(second)[:size, :size]
-        tail = n_mat[q_rest:, q_rest:]
-        tail[np.triu_indices_from(tail, 1)] = 0.0  # lower triangle only, as the rest
-        start = 0
-        for t, groups in zip(theta[1:], s.n_groups[1:], strict=True):
-            n_mat[start : start + groups, :] *= t
-            n_mat[:, start : start + groups] *= t
-            start += groups
+        trace_n = self._update_trace(inverse, second, theta[1:], reml=reml)
         diag = np.diag(inverse)
-        lower = float(np.einsum("ij,ij->", inverse, n_mat))  # both lower-triangular
-        trace_n = 2.0 * lower - float(diag @ np.diag(n_mat))  # both symmetric
         traces = [float(np.sum(1.0 - 1.0 / d)) - trace_n]
         start = 0
         for groups in s.n_groups[1:]:
@@ -378,6 +446,37 @@ class CrossedReducer:
                 drss[level] = -2.0 * modes[level] / t
         return Derivatives(logdet, rss, dlogdet, drss, red.xtmx)
 
+    def _update_trace(
+        self, inverse: np.ndarray, second: np.ndarray, t: np.ndarray, *, reml: bool
+    ) -> float:
+        """``tr(S⁻¹N)`` for ``N = Λ̃ᵀ update(second) Λ̃`` over the random effects (and X
+        for REML), from the lower triangle of ``S⁻¹`` (zeros above): twice the sum over
+        the lower triangle less the diagonal, block by block, without forming ``N``."""
+        s = self.stats
+        q_rest = s.q_rest
+        block = self.block_update(second)
+        lower = 0.0
+        on_diagonal = 0.0
+        spans = self._spans()
+        for m, (a_m, b_m) in enumerate(spans):
+            for level in range(m, len(spans)):
+                a_l, b_l = spans[level]
+                part = float(
+                    np.einsum("ij,ij->", inverse[a_l:b_l, a_m:b_m], block[a_l:b_l, a_m:b_m])
+                )
+                lower += t[level] * t[m] * part
+            on_diagonal += t[m] ** 2 * float(
+                np.diagonal(inverse)[a_m:b_m] @ np.diagonal(block)[a_m:b_m]
+            )
+        if reml:
+            p = s.p
+            cross, tail = self.cross_update(second)
+            scale = np.repeat(t, s.n_groups[1:])
+            lower += float(np.einsum("xj,jx,j->", inverse[q_rest:, :q_rest], cross[:, :p], scale))
+            lower += float(np.einsum("ij,ij->", np.tril(inverse[q_rest:, q_rest:]), tail[:p, :p]))
+            on_diagonal += float(np.diagonal(inverse)[q_rest:] @ np.diagonal(tail)[:p])
+        return 2.0 * lower - on_diagonal
+
     def _spherical_modes(self, state: _State, theta: np.ndarray, beta: np.ndarray) -> list[float]:
         """``Σ ũ_i²`` per level at θ and β̂ (ũ = Λ⁻¹b̂, lme4's ``u``)."""
         return [float(u @ u) for u in self.spherical_modes(state, theta, beta)]
@@ -388,9 +487,14 @@ class CrossedReducer:
         """ũ per level at θ and β (random intercepts), from the factorisation ``state``."""
         s = self.stats
         q_rest = s.q_rest
-        below = state.scaled[q_rest:, :q_rest]  # rows X, y against the random effects
-        rhs = below[s.p] - beta @ below[: s.p]
-        u_rest = linalg.cho_solve((state.chol[:q_rest, :q_rest], True), rhs, check_finite=False)
+        # The factor's X and y rows against the random effects are L₁₁⁻¹ times theirs
+        # in the factored matrix, so L₁₁⁻¹(b_y − B_X β) is read off them and only the
+        # back substitution is left. The full factor is solved with zeros below (its
+        # trailing unknowns come out exactly 0), which needs no copy of its block.
+        chol = state.chol
+        forward = np.zeros(chol.shape[0])
+        forward[:q_rest] = chol[q_rest + s.p, :q_rest] - beta @ chol[q_rest : q_rest + s.p, :q_rest]
+        u_rest = linalg.blas.dtrsv(chol, forward, lower=1, trans=1)[:q_rest]
         # level 0: ũ_g = C_g⁻¹ t (Z_gᵀ(y − Xβ) − Z_gᵀZ_r Λ_r ũ_r)
         lam_u = u_rest.copy()
         start = 0

@@ -93,23 +93,32 @@ def nesting_order(
     counts = [int(c.max()) + 1 if c.size else 0 for c in codes]
     order = sorted(range(len(groupings)), key=lambda i: -counts[i])
     for lower, upper in itertools.pairwise(order):
+        if _nested_in(codes[lower], codes[upper], counts[lower]):
+            continue
+        if allow_crossed:
+            return order, codes, True
         pairs = np.unique(codes[lower].astype(np.int64) * counts[upper] + codes[upper])
-        if pairs.size > counts[lower]:
-            if allow_crossed:
-                return order, codes, True
-            children = pairs // counts[upper]
-            repeated = children[1:][children[1:] == children[:-1]]
-            first = int(repeated[0])
-            label = group_labels(data, groupings[lower], codes[lower])[first]
-            spread = int(np.sum(children == first))
-            low, up = ":".join(groupings[lower]), ":".join(groupings[upper])
-            raise EvalkitInputError(
-                f"grouping factors {low} and {up} are crossed, not nested ({low} {label} "
-                f"appears in {spread} groups of {up}); this engine fits nested designs only "
-                "(evalkit's own engine fits crossed ones). If the IDs restart within each "
-                "group, write the nesting as (1 | upper/lower)."
-            )
+        children = pairs // counts[upper]
+        repeated = children[1:][children[1:] == children[:-1]]
+        first = int(repeated[0])
+        label = group_labels(data, groupings[lower], codes[lower])[first]
+        spread = int(np.sum(children == first))
+        low, up = ":".join(groupings[lower]), ":".join(groupings[upper])
+        raise EvalkitInputError(
+            f"grouping factors {low} and {up} are crossed, not nested ({low} {label} "
+            f"appears in {spread} groups of {up}); this engine fits nested designs only "
+            "(evalkit's own engine fits crossed ones). If the IDs restart within each "
+            "group, write the nesting as (1 | upper/lower)."
+        )
     return order, codes, False
+
+
+def _nested_in(lower: np.ndarray, upper: np.ndarray, groups: int) -> bool:
+    """Whether every group of ``lower`` sits in one group of ``upper`` (one pass: each
+    row is compared with the upper group some row of its lower group has)."""
+    parent = np.empty(groups, dtype=upper.dtype)
+    parent[lower] = upper
+    return bool(np.array_equal(parent[lower], upper))
 
 
 def group_codes(data: pd.DataFrame, grouping: tuple[str, ...]) -> np.ndarray:
