@@ -282,7 +282,7 @@ def optimise(
         starts.insert(0, ("given start", np.clip(np.asarray(start, dtype=float), lower, None)))
     if exact:
         assert isinstance(stats, CrossedStats) and fun_and_grad is not None
-        done, em_start = _crossed_start(stats, fun_and_grad, lower, attempts)
+        done, em_start = _crossed_start(stats, fun_and_grad, objective, lower, attempts)
         if done is not None:
             return done
         starts.insert(0, em_start)
@@ -349,7 +349,11 @@ def _criterion(
 
 
 def _crossed_start(
-    stats: CrossedStats, fun_and_grad: FunAndGrad, lower: np.ndarray, attempts: list[str]
+    stats: CrossedStats,
+    fun_and_grad: FunAndGrad,
+    objective: Callable[[np.ndarray], float],
+    lower: np.ndarray,
+    attempts: list[str],
 ) -> tuple[Optimum | None, tuple[str, np.ndarray]]:
     """EM sweeps on the cross-products put the start near the optimum (away from 0,
     where the deviance, even in each θ, has a zero gradient); quasi-Newton steps from
@@ -357,7 +361,7 @@ def _crossed_start(
     L-BFGS-B. Returns the optimum when they reach it, and the start to go on from."""
     start = np.maximum(em_start(stats), EM_FLOOR)
     upper = np.full(lower.size, THETA_MAX)
-    quick = quasi_newton(fun_and_grad, start, lower, upper, exact_tolerance)
+    quick = quasi_newton(fun_and_grad, start, lower, upper, exact_tolerance, fun=objective)
     if quick.converged:
         norm = projected_norm(quick.theta, quick.gradient, lower)
         attempts.append(f"EM start, quasi-Newton: deviance {quick.value:.10g}, gradient {norm:.1e}")

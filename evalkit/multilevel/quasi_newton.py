@@ -4,7 +4,9 @@ near the optimum (the crossed engine's EM start).
 From a good start, a Hessian taken once by forward differences of the exact gradient
 (k gradient evaluations) and then kept current by BFGS updates converges in two or
 three steps; L-BFGS-B, which starts from the identity, spends twice the evaluations
-finding the scale. Coordinates at their lower bound with an outward gradient are held
+finding the scale. With two parameters and a function value that costs about half a
+gradient (the crossed engine: a factorisation without the inverse), the Hessian
+comes from three values instead (second differences around the start). Coordinates at their lower bound with an outward gradient are held
 fixed (the deviance is even in each θ, so 0 is a stationary point of a boundary fit).
 """
 
@@ -46,24 +48,31 @@ def quasi_newton(
     tolerance: Callable[[float], float],
     *,
     max_steps: int = 25,
+    fun: Callable[[np.ndarray], float] | None = None,
 ) -> QuasiNewtonResult:
     """Minimise from ``start``; stop when the projected gradient is below
     ``tolerance(value)``. ``converged`` is False when it is not reached (the caller
-    falls back to a global method)."""
+    falls back to a global method). ``fun`` (the value alone), when given, is used for
+    the first Hessian of a two-parameter problem whose start is away from the bounds."""
     theta = np.clip(np.asarray(start, dtype=float), lower, upper)
     value, grad = fun_and_grad(theta)
     evaluations = 1
     if not np.isfinite(value):
         return QuasiNewtonResult(theta, value, grad, evaluations, False)
     k = theta.size
-    hess = np.empty((k, k))
-    for i in range(k):
-        step = 1e-3 * max(abs(theta[i]), 1e-2)
-        shifted = theta.copy()
-        shifted[i] += step
-        hess[:, i] = (fun_and_grad(shifted)[1] - grad) / step
-        evaluations += 1
-    hess = 0.5 * (hess + hess.T)
+    steps = 1e-3 * np.maximum(np.abs(theta), 1e-2)
+    hess = None
+    if fun is not None and k == 2 and np.all(theta - lower > 50 * steps):
+        hess = _hessian_from_values(fun, theta, value, grad, steps)
+        evaluations += 3
+    if hess is None:
+        hess = np.empty((k, k))
+        for i in range(k):
+            shifted = theta.copy()
+            shifted[i] += steps[i]
+            hess[:, i] = (fun_and_grad(shifted)[1] - grad) / steps[i]
+            evaluations += 1
+        hess = 0.5 * (hess + hess.T)
     for _ in range(max_steps):
         if projected_norm(theta, grad, lower) < tolerance(value):
             return QuasiNewtonResult(theta, value, grad, evaluations, True)
@@ -103,3 +112,25 @@ def quasi_newton(
         theta, value, grad = candidate, trial, trial_grad
     converged = projected_norm(theta, grad, lower) < tolerance(value)
     return QuasiNewtonResult(theta, value, grad, evaluations, converged)
+
+
+def _hessian_from_values(
+    fun: Callable[[np.ndarray], float],
+    theta: np.ndarray,
+    value: float,
+    grad: np.ndarray,
+    steps: np.ndarray,
+) -> np.ndarray | None:
+    """The Hessian of a two-parameter function from its value and gradient at θ and
+    three values nearby: ``f(θ + hᵢeᵢ)`` give the diagonal, ``f(θ + h₁e₁ + h₂e₂)`` the
+    cross term (None if a value is not finite)."""
+    h1, h2 = steps
+    f1 = fun(theta + np.array([h1, 0.0]))
+    f2 = fun(theta + np.array([0.0, h2]))
+    f12 = fun(theta + steps)
+    if not np.all(np.isfinite([f1, f2, f12])):
+        return None
+    d1 = 2.0 * (f1 - value - grad[0] * h1) / h1**2
+    d2 = 2.0 * (f2 - value - grad[1] * h2) / h2**2
+    cross = (f12 - value - grad @ steps - 0.5 * (d1 * h1**2 + d2 * h2**2)) / (h1 * h2)
+    return np.array([[d1, cross], [cross, d2]])

@@ -43,3 +43,39 @@ def test_reports_failure_instead_of_a_false_optimum() -> None:
 
     result = quasi_newton(fg, np.array([0.5, 0.5]), np.zeros(2), np.full(2, 10.0), lambda v: 1e-10)
     assert not result.converged
+
+
+def test_hessian_from_values_is_the_hessian_of_a_quadratic() -> None:
+    """Two parameters with a value function: three values replace the two gradient
+    evaluations of the difference Hessian, and the steps still land on the minimum."""
+    matrix = np.array([[3.0, 1.0], [1.0, 2.0]])
+    fg = _quadratic(np.array([0.3, 0.7]), matrix)
+    values: list[np.ndarray] = []
+
+    def fun(x: np.ndarray) -> float:
+        values.append(x)
+        return fg(x)[0]
+
+    result = quasi_newton(
+        fg, np.array([0.35, 0.6]), np.zeros(2), np.full(2, 10.0), lambda v: 1e-10, fun=fun
+    )
+    assert result.converged
+    assert len(values) == 3
+    np.testing.assert_allclose(result.theta, [0.3, 0.7], atol=1e-9)
+    # a quadratic's second differences are exact: one Newton step reaches the minimum
+    assert result.evaluations == 1 + 3 + 1
+
+
+def test_values_are_not_used_next_to_a_bound() -> None:
+    """Within 50 difference steps of a bound the gradient differences are used (second
+    differences of a flat deviance near 0 are noise)."""
+    matrix = np.eye(2)
+    fg = _quadratic(np.array([0.3, 0.4]), matrix)
+    calls: list[float] = []
+
+    def fun(x: np.ndarray) -> float:
+        calls.append(1.0)
+        return fg(x)[0]
+
+    quasi_newton(fg, np.array([1e-6, 0.5]), np.zeros(2), np.full(2, 10.0), lambda v: 1e-10, fun=fun)
+    assert not calls
