@@ -238,8 +238,8 @@ def _intercept_pairs(first_rest: sparse.csr_matrix) -> sparse.csc_matrix:
     total = int(per_entry.sum())
     index = np.int32 if max(total, width * width) < 2**31 else np.int64
     # pair k of entry e has partner row_start[e] + (k − first pair of e)
-    right = np.arange(total, dtype=index)
-    right -= np.repeat((np.cumsum(per_entry) - per_entry - row_start).astype(index), per_entry)
+    shift = np.repeat((np.cumsum(per_entry) - per_entry - row_start).astype(index), per_entry)
+    right = np.subtract(np.arange(total, dtype=index), shift, out=shift)
     flat = cols.astype(index)[right]
     flat *= width
     flat += np.repeat(cols.astype(index), per_entry)  # (left, right) in column-major order
