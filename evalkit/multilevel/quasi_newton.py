@@ -6,8 +6,9 @@ From a good start, a Hessian taken once by forward differences of the exact grad
 three steps; L-BFGS-B, which starts from the identity, spends twice the evaluations
 finding the scale. With two parameters and a function value that costs about half a
 gradient (the crossed engine: a factorisation without the inverse), the Hessian
-comes from three values instead (second differences around the start). Coordinates at their lower bound with an outward gradient are held
-fixed (the deviance is even in each θ, so 0 is a stationary point of a boundary fit).
+comes from three values instead (second differences around the start). Coordinates
+at their lower bound with an outward gradient are held fixed (the deviance is even in
+each θ, so 0 is a stationary point of a boundary fit).
 """
 
 from __future__ import annotations
